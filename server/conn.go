@@ -1,0 +1,404 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+)
+
+// Principal is who is on an authenticated connection.
+type Principal struct {
+	// Subject names the principal.
+	Subject string
+	// Method is the pattern the connection authenticated with.
+	Method Method
+	// ExpiresAt is the current session expiry; refreshes move it. Zero means none.
+	ExpiresAt time.Time
+}
+
+// Handler serves authenticated connections.
+type Handler interface {
+	// ServeWS serves one authenticated connection. ctx ends when the connection ends (closed
+	// by either side, expired, revoked or shut down); ServeWS should then return. When ServeWS
+	// returns the server closes the connection with 1000, if it is not closed already.
+	ServeWS(ctx context.Context, c *Conn)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, c *Conn)
+
+// ServeWS calls f(ctx, c).
+func (f HandlerFunc) ServeWS(ctx context.Context, c *Conn) { f(ctx, c) }
+
+// Echo returns a Handler that sends every message back with its type until the connection
+// ends.
+func Echo() Handler {
+	return HandlerFunc(func(ctx context.Context, c *Conn) {
+		for {
+			typ, data, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if err := c.Write(ctx, typ, data); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// serverWriteTimeout bounds the server's own messages (auth_ok, refresh_ok, notices); a peer
+// that does not take them within it is dead, and coder/websocket closes the connection.
+const serverWriteTimeout = 5 * time.Second
+
+// Conn is an authenticated connection, given to the application's Handler. Its methods are
+// safe for concurrent use; concurrent Reads each get a different message.
+//
+// Behind it, one goroutine reads the socket: it answers refresh messages itself and hands
+// every other message to Read. A second one keeps the session clock: it sends the expiry
+// notice and closes the connection at expiry.
+type Conn struct {
+	s          *Server
+	ws         *websocket.Conn
+	remoteAddr string
+
+	// ctx ends when the connection has been closed, for whatever reason.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// in carries application messages from the reader goroutine to Read; the reader closes
+	// it when the connection is done, after setting readErr.
+	in      chan message
+	readErr error
+
+	refreshLimit *rate.Limiter
+
+	mu            sync.Mutex
+	principal     Principal
+	authenticated bool
+	// live is set once the client has been told it is authenticated (auth_ok, whatever the
+	// pattern); the server sends its own messages only to live connections, so auth_ok is
+	// always the first.
+	live      bool
+	sessionID string // cookie session that authenticated the connection; a secret
+	// deadline is when the session clock closes the connection with deadlineReason: the auth
+	// timeout before authentication, the session expiry after. Zero means none.
+	deadline       time.Time
+	deadlineReason string
+	noticeSentFor  time.Time // the deadline the expiry notice was sent for
+	closing        bool
+	closeCode      websocket.StatusCode
+	closeReason    string
+
+	wake       chan struct{} // deadline moved; capacity 1
+	closeReq   chan struct{} // closed by shutdown
+	superDone  chan struct{} // closed when the session clock goroutine has closed the socket
+	readerDone chan struct{} // closed when the reader goroutine has returned
+}
+
+type message struct {
+	typ  websocket.MessageType
+	data []byte
+}
+
+// newConn wraps a freshly upgraded socket; its goroutines are started by serveWS.
+func newConn(s *Server, ws *websocket.Conn, r *http.Request) *Conn {
+	// The request's context must not be used after the hijack, but its values may matter
+	// to the application.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	refresh := rate.NewLimiter(rate.Limit(s.cfg.RefreshRate), s.cfg.RefreshBurst)
+	if s.cfg.RefreshRate < 0 {
+		refresh = rate.NewLimiter(rate.Inf, 0)
+	}
+	return &Conn{
+		s:            s,
+		ws:           ws,
+		remoteAddr:   r.RemoteAddr,
+		ctx:          ctx,
+		cancel:       cancel,
+		in:           make(chan message),
+		refreshLimit: refresh,
+		wake:         make(chan struct{}, 1),
+		closeReq:     make(chan struct{}),
+		superDone:    make(chan struct{}),
+		readerDone:   make(chan struct{}),
+	}
+}
+
+// Principal returns who is on the connection. It reflects refreshes.
+func (c *Conn) Principal() Principal {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.principal
+}
+
+// Subprotocol returns the negotiated application subprotocol, "" for none. It is never the
+// bearer entry of the subprotocol pattern.
+func (c *Conn) Subprotocol() string {
+	return c.ws.Subprotocol()
+}
+
+// RemoteAddr returns the peer's address as the HTTP server saw it.
+func (c *Conn) RemoteAddr() string {
+	return c.remoteAddr
+}
+
+// Read returns the next application message. Refresh messages never reach it. It returns an
+// error when ctx ends or the connection is closed; after that the connection is unusable.
+func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) {
+	select {
+	case m, ok := <-c.in:
+		if !ok {
+			return 0, nil, c.readErr
+		}
+		return m.typ, m.data, nil
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
+	}
+}
+
+// Write sends an application message. As with coder/websocket, a ctx that ends during the
+// write closes the connection.
+func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, data []byte) error {
+	return c.ws.Write(ctx, typ, data)
+}
+
+// Close closes the connection with code and reason, performs the close handshake and waits
+// for it. Calling it again, or after the server closed the connection, returns an error
+// wrapping net.ErrClosed and changes nothing.
+func (c *Conn) Close(code websocket.StatusCode, reason string) error {
+	first := c.shutdown(code, reason)
+	<-c.superDone
+	if !first {
+		return fmt.Errorf("wsauth/server: close: %w", net.ErrClosed)
+	}
+	return nil
+}
+
+// shutdown asks the session clock goroutine to close the socket with code and reason; the
+// connection's context ends once that is done. The first request wins; it reports whether
+// this was it. It never blocks.
+func (c *Conn) shutdown(code websocket.StatusCode, reason string) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	c.closing = true
+	c.closeCode, c.closeReason = code, reason
+	c.mu.Unlock()
+	close(c.closeReq)
+	return true
+}
+
+// closeStatus returns the code and reason the connection is closing with, if it is.
+func (c *Conn) closeStatus() (websocket.StatusCode, string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode, c.closeReason, c.closing
+}
+
+func (c *Conn) isAuthenticated() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.authenticated
+}
+
+// setDeadline moves the session clock.
+func (c *Conn) setDeadline(t time.Time, reason string) {
+	c.mu.Lock()
+	c.deadline, c.deadlineReason = t, reason
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// superviseLoop is the session clock: it closes the socket when asked to (shutdown) or at the
+// deadline, and sends the expiry notice. It is the only goroutine that closes the socket, so
+// a close never races with another close, and it returns only after the close handshake.
+func (c *Conn) superviseLoop() {
+	defer close(c.superDone)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		// A close request beats a timer that fired at the same moment.
+		select {
+		case <-c.closeReq:
+			c.closeSocket()
+			return
+		default:
+		}
+		if wait := c.nextWake(time.Now()); wait >= 0 {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
+		}
+		select {
+		case <-c.closeReq:
+			c.closeSocket()
+			return
+		case <-c.wake:
+		case <-timer.C:
+			c.tick(time.Now())
+		}
+	}
+}
+
+// closeSocket performs the close handshake with the code and reason of the first shutdown,
+// then ends the connection's context. The order matters: coder/websocket closes the socket
+// outright when the context of a write ends, even a write that has just finished on another
+// goroutine, so ending the context (which the handler writes with) before the close frame
+// is out could replace the close frame with a bare TCP close.
+func (c *Conn) closeSocket() {
+	code, reason, _ := c.closeStatus()
+	_ = c.ws.Close(code, reason)
+	c.cancel()
+}
+
+// nextWake is how long until the session clock has something to do; negative for never.
+func (c *Conn) nextWake(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deadline.IsZero() {
+		return -1
+	}
+	next := c.deadline
+	if n := c.noticeTimeLocked(); !n.IsZero() && n.Before(next) {
+		next = n
+	}
+	return max(0, next.Sub(now))
+}
+
+// noticeTimeLocked is when the expiry notice for the current deadline is due; zero if there
+// is none to send. c.mu must be held.
+func (c *Conn) noticeTimeLocked() time.Time {
+	if !c.live || c.s.cfg.ExpiryNotice <= 0 || c.deadline.IsZero() || c.noticeSentFor.Equal(c.deadline) {
+		return time.Time{}
+	}
+	return c.deadline.Add(-c.s.cfg.ExpiryNotice)
+}
+
+// tick runs what is due at now: the close at the deadline, or the expiry notice.
+func (c *Conn) tick(now time.Time) {
+	c.mu.Lock()
+	deadline, reason := c.deadline, c.deadlineReason
+	notice := c.noticeTimeLocked()
+	if !notice.IsZero() && !now.Before(notice) {
+		c.noticeSentFor = deadline
+	}
+	c.mu.Unlock()
+
+	switch {
+	case !deadline.IsZero() && !now.Before(deadline):
+		c.shutdown(websocket.StatusPolicyViolation, reason)
+	case !notice.IsZero() && !now.Before(notice):
+		c.send(serverMessage{Type: typeExpiring, ExpiresIn: expiresIn(deadline, now)})
+	}
+}
+
+// send writes one of the server's own messages. A failed write closes the socket (that is
+// coder/websocket's rule), which the reader goroutine then notices.
+func (c *Conn) send(m serverMessage) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), serverWriteTimeout)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, data)
+}
+
+// readLoop is the reader goroutine of an authenticated connection.
+func (c *Conn) readLoop() {
+	defer close(c.readerDone)
+	for {
+		typ, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			c.readErr = err
+			close(c.in)
+			// Whatever ended the read (peer close, limit, broken socket), the connection is
+			// over; code 1002 matters only if nobody else chose a code and the socket still
+			// works, which means a protocol error.
+			code := websocket.StatusProtocolError
+			switch {
+			case websocket.CloseStatus(err) != -1:
+				code = websocket.CloseStatus(err)
+			case errors.Is(err, websocket.ErrMessageTooBig):
+				code = websocket.StatusMessageTooBig
+			}
+			c.shutdown(code, "")
+			return
+		}
+		if msgType, token, ok := parseClientMessage(typ, data); ok && msgType == typeRefresh {
+			c.refresh(token)
+			continue
+		}
+		select {
+		case c.in <- message{typ: typ, data: data}:
+		case <-c.closeReq:
+			// Closing: keep reading so the close handshake completes, drop the message.
+		}
+	}
+}
+
+// refresh handles a refresh message: rate limit, verify, same principal, extend.
+func (c *Conn) refresh(token string) {
+	select {
+	case <-c.closeReq:
+		return // closing: too late to refresh
+	default:
+	}
+	s := c.s
+	p := c.Principal()
+	ev := AuthEvent{Stage: StageRefresh, RemoteAddr: c.remoteAddr, Method: p.Method, Subject: p.Subject}
+	if !c.refreshLimit.Allow() {
+		s.stats.refreshesRateLimited.Add(1)
+		limited := ev
+		limited.Reason, limited.Detail = "rate limited", "refresh rate limited"
+		s.report(limited)
+		_ = c.send(serverMessage{Type: typeRefreshFailed, Reason: "rate limited"})
+		return
+	}
+	id, err := s.verify(c.ctx, token)
+	switch {
+	case err != nil && !errors.Is(err, errRevoked):
+		c.refuseRefresh(ev, ReasonUnauthorized, err.Error())
+		return
+	case id.Subject != p.Subject:
+		c.refuseRefresh(ev, ReasonPrincipalMismatch, "refresh token of another subject")
+		return
+	case err != nil:
+		c.refuseRefresh(ev, ReasonRevoked, err.Error())
+		return
+	}
+
+	now := time.Now()
+	exp := s.expiryFor(now, id.Expiry, id.SessionTTL)
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.principal.ExpiresAt = exp
+	c.mu.Unlock()
+	c.setDeadline(exp, ReasonSessionExpired)
+	s.stats.refreshes.Add(1)
+	s.accept(ev, "refreshed")
+	_ = c.send(serverMessage{Type: typeRefreshOK, ExpiresIn: expiresIn(exp, now)})
+}
+
+// refuseRefresh closes the connection for a refused refresh; the principal stays as it was.
+func (c *Conn) refuseRefresh(ev AuthEvent, reason, detail string) {
+	c.s.stats.refreshesRefused.Add(1)
+	c.s.refuseWS(ev, websocket.StatusPolicyViolation, reason, detail)
+	c.shutdown(websocket.StatusPolicyViolation, reason)
+}

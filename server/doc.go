@@ -1,0 +1,35 @@
+// Package server is the reference server of wsauth: an http.Handler that implements the
+// server side of six ways to authenticate a WebSocket, with the security duties that go with
+// them, and speaks the wire protocol of docs/protocol.md.
+//
+// The patterns, in the order a handshake is searched for them:
+//
+//   - header: "Authorization: Bearer <token>" (non-browser clients);
+//   - subprotocol: the token base64url-encoded in Sec-WebSocket-Protocol behind a prefix
+//     such as "base64url.bearer.authorization.k8s.io." (non-browser clients);
+//   - ticket: "?ticket=…", a single-use ticket from POST /api/ws-ticket (recommended for
+//     browsers);
+//   - query: "?token=…", the token in the URL (leaks into logs; short-lived tokens only);
+//   - cookie: the session cookie set by POST /api/login, with an Origin allowlist against
+//     cross-site WebSocket hijacking;
+//   - first message: {"type":"auth","token":"…"} within Config.AuthTimeout of the upgrade.
+//
+// Header and subprotocol failures are answered 401 before the upgrade; the browser patterns
+// are upgraded and then closed with 1008 and a fixed reason, because a browser can see a
+// close reason but not the status of a failed upgrade.
+//
+// Around the patterns the server enforces what the protocol promises: an exact Origin
+// allowlist, per-IP rate limits on handshakes and endpoints, a cap on connections waiting for
+// first-message auth, small read limits before authentication, session expiry with an
+// optional notice, mid-connection refresh that must keep the same principal, revocation that
+// closes live connections, and a Close that closes every hijacked connection and waits for
+// it. Tokens, tickets, cookie values and passwords never appear in its logs or errors.
+//
+// The application sees only authenticated connections: a Handler gets a *Conn whose
+// Principal says who is on it, and whose Read yields application messages only (refresh
+// messages are answered by the server).
+//
+// For tests the server has fault hooks (CloseAll, Revoke, ExpireSessions, RefuseHandshakes,
+// Pause, GoingAway), also reachable over HTTP under Config.ControlPrefix when
+// Config.TestControls is set, and an HMACIssuer that mints and verifies signed tokens.
+package server

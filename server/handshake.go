@@ -1,0 +1,407 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// credential is what the handshake carries to prove who the client is. value is a token,
+// a ticket or a session id: a secret, never logged.
+type credential struct {
+	method Method
+	value  string
+	// releasePreAuth gives back the pre-auth slot of a first-message handshake.
+	releasePreAuth func()
+}
+
+// serveWS runs a WebSocket handshake through the checks of docs/protocol.md, in order: rate
+// limit, test faults, a well-formed upgrade, Origin, then the credential. Everything that can
+// be refused with an HTTP status is refused before the upgrade; ticket, query and cookie
+// failures are refused after it with a close code, because browsers cannot see the status.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.stats.handshakes.Add(1)
+	ev := s.event(r, StageHandshake, "")
+	if !s.enter() {
+		s.refuseHTTP(w, ev, http.StatusServiceUnavailable, time.Second, "server closed")
+		return
+	}
+	defer s.wg.Done()
+
+	ip := clientIP(r)
+	if ok, wait := s.handshakeLimit.allow(ip); !ok {
+		s.refuseHTTP(w, ev, http.StatusTooManyRequests, wait, "rate limited")
+		return
+	}
+	if status, retry, detail := s.fault(); status != 0 {
+		s.refuseHTTP(w, ev, status, retry, detail)
+		return
+	}
+	// A request that is not a valid upgrade must be refused before any credential is
+	// looked at: a ticket is consumed only by a handshake that goes through.
+	if status, detail := checkUpgrade(r); status != 0 {
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", "websocket")
+		}
+		s.refuseHTTP(w, ev, status, 0, detail)
+		return
+	}
+	if !s.origins.check(r) {
+		s.refuseHTTP(w, ev, http.StatusForbidden, 0, "origin not allowed")
+		return
+	}
+
+	cred := s.findCredential(r)
+	ev.Method = cred.method
+	var id Identity
+	switch cred.method {
+	case "":
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		s.refuseHTTP(w, ev, http.StatusUnauthorized, 0, "no credential")
+		return
+	case MethodHeader, MethodSubprotocol:
+		var err error
+		if id, err = s.verify(r.Context(), cred.value); err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			s.refuseHTTP(w, ev, http.StatusUnauthorized, 0, err.Error())
+			return
+		}
+		ev.Subject = id.Subject
+	case MethodFirstMessage:
+		if !s.preAuth.acquire(ip) {
+			s.refuseHTTP(w, ev, http.StatusTooManyRequests, time.Second, "too many connections waiting for auth")
+			return
+		}
+		// The slot is given back as soon as the auth message has been dealt with.
+		release := sync.OnceFunc(func() { s.preAuth.release(ip) })
+		defer release()
+		cred.releasePreAuth = release
+	}
+
+	rec := &statusRecorder{ResponseWriter: w}
+	ws, err := websocket.Accept(rec, r, &s.acceptOpts)
+	if err != nil {
+		ev.Status = rec.status
+		ev.Reason = http.StatusText(rec.status)
+		ev.Detail = "upgrade failed"
+		s.report(ev)
+		return
+	}
+	ws.SetReadLimit(s.cfg.PreAuthReadLimit)
+
+	c := newConn(s, ws, r)
+	// Every pattern gets the auth deadline, not only first-message: a ticket or session
+	// store that hangs must not keep an unauthenticated socket open either.
+	c.deadline, c.deadlineReason = time.Now().Add(s.cfg.AuthTimeout), ReasonAuthTimeout
+	if !s.register(c) {
+		s.refuseWS(ev, websocket.StatusGoingAway, ReasonShuttingDown, "server closed")
+		_ = ws.Close(websocket.StatusGoingAway, ReasonShuttingDown)
+		c.cancel()
+		return
+	}
+	defer s.unregister(c)
+	go c.superviseLoop()
+
+	if !s.authenticateConn(c, cred, id, ev) {
+		<-c.superDone
+		return
+	}
+
+	go c.readLoop()
+	returned := false
+	defer func() {
+		// A handler that panics still gets its connection closed (1011) and its goroutines
+		// waited for; the panic then goes on to net/http.
+		code := websocket.StatusInternalError
+		if returned {
+			code = websocket.StatusNormalClosure
+		}
+		c.shutdown(code, "")
+		<-c.superDone
+		<-c.readerDone
+	}()
+	s.cfg.Handler.ServeWS(c.ctx, c)
+	returned = true
+}
+
+// authenticateConn finishes authentication after the upgrade and reports the decision.
+// On failure it has asked the connection to close with the pattern's code and reason.
+func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev AuthEvent) bool {
+	refusal := ReasonUnauthorized
+	if cred.method == MethodTicket {
+		refusal = ReasonInvalidTicket
+	}
+	refuse := func(code websocket.StatusCode, reason, detail string) bool {
+		// If the connection is already closing (auth timeout, Server.Close), that close is
+		// what the client sees, so that is what is reported.
+		if ccode, creason, closing := c.closeStatus(); closing {
+			code, reason = ccode, creason
+		}
+		s.refuseWS(ev, code, reason, detail)
+		c.shutdown(code, reason)
+		return false
+	}
+
+	var credExpiry time.Time
+	var ttl time.Duration
+	var sessionID string
+	switch cred.method {
+	case MethodHeader, MethodSubprotocol:
+		credExpiry, ttl = id.Expiry, id.SessionTTL
+	case MethodTicket:
+		d, err := s.cfg.TicketStore.Consume(c.ctx, cred.value)
+		if err != nil {
+			detail := "ticket unknown, used or expired"
+			if !errors.Is(err, ErrTicketInvalid) {
+				detail = "ticket store failed" // its error may quote the ticket
+			}
+			return refuse(websocket.StatusPolicyViolation, refusal, detail)
+		}
+		s.stats.ticketsConsumed.Add(1)
+		id = Identity{Subject: d.Subject, Expiry: d.TokenExpiry, SessionTTL: d.SessionTTL}
+		credExpiry, ttl = d.TokenExpiry, d.SessionTTL
+	case MethodQuery:
+		var err error
+		if id, err = s.verify(c.ctx, cred.value); err != nil {
+			return refuse(websocket.StatusPolicyViolation, refusal, err.Error())
+		}
+		credExpiry, ttl = id.Expiry, id.SessionTTL
+	case MethodCookie:
+		d, err := s.cfg.SessionStore.Get(c.ctx, cred.value)
+		if err != nil {
+			detail := "no such session"
+			if !errors.Is(err, ErrNoSession) {
+				detail = "session store failed"
+			}
+			return refuse(websocket.StatusPolicyViolation, refusal, detail)
+		}
+		if !time.Now().Before(d.Expires) {
+			return refuse(websocket.StatusPolicyViolation, refusal, "session expired")
+		}
+		id = Identity{Subject: d.Subject, Expiry: d.Expires}
+		credExpiry, sessionID = d.Expires, cred.value
+	case MethodFirstMessage:
+		token, code, reason, detail := s.readAuthMessage(c)
+		cred.releasePreAuth()
+		if code != 0 {
+			return refuse(code, reason, detail)
+		}
+		var err error
+		if id, err = s.verify(c.ctx, token); err != nil {
+			return refuse(websocket.StatusPolicyViolation, refusal, err.Error())
+		}
+		credExpiry, ttl = id.Expiry, id.SessionTTL
+	}
+	ev.Subject = id.Subject
+
+	exp, err := s.authenticate(c, Principal{Subject: id.Subject, Method: cred.method}, credExpiry, ttl, sessionID)
+	if err != nil {
+		return refuse(websocket.StatusPolicyViolation, refusal, err.Error())
+	}
+	// Every pattern ends with auth_ok: a client that authenticated on the
+	// handshake learns the session's lifetime too (it may be shorter than
+	// its credential's), and a browser learns that the refusal it could
+	// still have received did not come.
+	if err := c.send(serverMessage{Type: typeAuthOK, ExpiresIn: expiresIn(exp, time.Now())}); err != nil {
+		return refuse(websocket.StatusGoingAway, "", "auth_ok not delivered")
+	}
+	c.ws.SetReadLimit(s.cfg.ReadLimit)
+	c.mu.Lock()
+	c.live = true
+	c.mu.Unlock()
+	c.setDeadline(exp, ReasonSessionExpired) // wakes the clock for the expiry notice
+	s.stats.authenticated.Add(1)
+	s.accept(ev, "authenticated")
+	return true
+}
+
+// readAuthMessage waits for the first message of the first-message pattern. The session clock
+// enforces the deadline by closing the socket, which ends the read. A non-zero code means
+// refused.
+func (s *Server) readAuthMessage(c *Conn) (token string, code websocket.StatusCode, reason, detail string) {
+	typ, data, err := c.ws.Read(context.Background())
+	if err != nil {
+		switch {
+		case errors.Is(err, websocket.ErrMessageTooBig):
+			// coder/websocket has already sent 1009.
+			return "", websocket.StatusMessageTooBig, "", "auth message over the pre-auth read limit"
+		default:
+			// Either the clock closed the socket at the deadline (authenticateConn then
+			// reports that close) or the peer went away; echo the peer's code if it sent one.
+			code := websocket.StatusProtocolError
+			if cs := websocket.CloseStatus(err); cs != -1 {
+				code = cs
+			}
+			return "", code, "", "connection ended before auth"
+		}
+	}
+	msgType, token, ok := parseClientMessage(typ, data)
+	if !ok || msgType != typeAuth {
+		return "", websocket.StatusPolicyViolation, ReasonExpectedAuth, "first message is not an auth message"
+	}
+	return token, 0, "", ""
+}
+
+// authenticate makes c an authenticated connection of p and returns its expiry. It checks
+// the revocation list and the server's state under the same lock that Revoke and Close take,
+// so a connection is either seen by them or refused here, never neither.
+func (s *Server) authenticate(c *Conn, p Principal, credExpiry time.Time, ttl time.Duration, sessionID string) (time.Time, error) {
+	p.ExpiresAt = s.expiryFor(time.Now(), credExpiry, ttl)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return time.Time{}, errors.New("server closed")
+	}
+	if s.revoked[p.Subject] {
+		return time.Time{}, errRevoked
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return time.Time{}, errors.New("connection closing")
+	}
+	c.principal = p
+	c.authenticated = true
+	c.sessionID = sessionID
+	// The auth deadline no longer applies; until the clock is woken it simply waits.
+	c.deadline, c.deadlineReason = p.ExpiresAt, ReasonSessionExpired
+	return p.ExpiresAt, nil
+}
+
+// findCredential looks for a credential in the order of docs/protocol.md; the first enabled
+// pattern present wins. The zero credential means none and first-message auth disabled.
+func (s *Server) findCredential(r *http.Request) credential {
+	if s.methods[MethodHeader] {
+		if token, ok := bearerToken(r); ok {
+			return credential{method: MethodHeader, value: token}
+		}
+	}
+	if s.methods[MethodSubprotocol] {
+		if token, ok := s.subprotocolToken(r); ok {
+			return credential{method: MethodSubprotocol, value: token}
+		}
+	}
+	q := r.URL.Query()
+	if s.methods[MethodTicket] && q.Has(s.cfg.TicketParam) {
+		return credential{method: MethodTicket, value: q.Get(s.cfg.TicketParam)}
+	}
+	if s.methods[MethodQuery] && q.Has(s.cfg.TokenParam) {
+		return credential{method: MethodQuery, value: q.Get(s.cfg.TokenParam)}
+	}
+	if s.methods[MethodCookie] {
+		if ck, err := r.Cookie(s.cfg.CookieName); err == nil && ck.Value != "" {
+			return credential{method: MethodCookie, value: ck.Value}
+		}
+	}
+	if s.methods[MethodFirstMessage] {
+		return credential{method: MethodFirstMessage}
+	}
+	return credential{}
+}
+
+// subprotocolToken finds a bearer entry among the offered subprotocols and decodes it. An
+// entry that does not decode still counts as present, with an empty token that verify
+// refuses: the client meant to authenticate this way.
+func (s *Server) subprotocolToken(r *http.Request) (string, bool) {
+	for _, line := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, entry := range strings.Split(line, ",") {
+			entry = strings.TrimSpace(entry)
+			for _, prefix := range s.cfg.BearerPrefixes {
+				if len(entry) < len(prefix) || !strings.EqualFold(entry[:len(prefix)], prefix) {
+					continue
+				}
+				raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(entry[len(prefix):], "="))
+				if err != nil {
+					return "", true
+				}
+				return string(raw), true
+			}
+		}
+	}
+	return "", false
+}
+
+// checkUpgrade is coder/websocket's own validation of an upgrade request, done early so that
+// nothing is consumed for a request Accept would refuse.
+func checkUpgrade(r *http.Request) (status int, detail string) {
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return http.StatusUpgradeRequired, "not HTTP/1.1"
+	case !headerHasToken(r.Header, "Connection", "upgrade"):
+		return http.StatusUpgradeRequired, "not an upgrade"
+	case !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return http.StatusUpgradeRequired, "not a websocket upgrade"
+	case r.Method != http.MethodGet:
+		return http.StatusMethodNotAllowed, "method is not GET"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return http.StatusBadRequest, "unsupported websocket version"
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return http.StatusBadRequest, "need exactly one Sec-WebSocket-Key"
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return http.StatusBadRequest, "bad Sec-WebSocket-Key"
+	}
+	return 0, ""
+}
+
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// statusRecorder remembers the status Accept answered with; Unwrap lets Accept reach the
+// Hijacker underneath.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// enter admits a handshake unless the server is closed; the caller must call s.wg.Done.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// register adds an upgraded connection to the live set, unless the server is closed.
+func (s *Server) register(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) unregister(c *Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+}
