@@ -1,0 +1,474 @@
+package wsauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Reason tells a provider why it is asked for credentials.
+type Reason int
+
+// Why credentials are asked for.
+const (
+	// ReasonInitial is the client's first connection attempt.
+	ReasonInitial Reason = iota + 1
+	// ReasonReconnect follows an ending that says nothing against the
+	// credentials (network loss, server restart): cached credentials that
+	// are still valid may be used again.
+	ReasonReconnect
+	// ReasonExpired follows the server ending an authenticated session that
+	// had lasted (close 1008 after Options.StableAfter, or at the known
+	// expiry): fetch fresh credentials.
+	ReasonExpired
+	// ReasonRejected follows the server refusing the credentials (handshake
+	// 401/403, close 1008 or a dialect's refusal during or right after
+	// authentication): the refused credential must never be offered again.
+	ReasonRejected
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonInitial:
+		return "initial"
+	case ReasonReconnect:
+		return "reconnect"
+	case ReasonExpired:
+		return "expired"
+	case ReasonRejected:
+		return "rejected"
+	}
+	return fmt.Sprintf("Reason(%d)", int(r))
+}
+
+// Handshake is the WebSocket upgrade request a provider may change before a
+// connection attempt. It is a fresh copy for every attempt.
+type Handshake struct {
+	// URL is the WebSocket URL to dial; providers may add query parameters
+	// or replace it.
+	URL *url.URL
+	// Header holds the handshake's request headers.
+	Header http.Header
+	// Subprotocols are offered in Sec-WebSocket-Protocol, in order.
+	Subprotocols []string
+	// Jar, when set, supplies cookies for the handshake request.
+	Jar http.CookieJar
+	// HTTPClient is the client's HTTP client, for REST calls a provider
+	// makes (ticket endpoint, login). It has no cookie jar.
+	HTTPClient *http.Client
+	// AllowInsecure mirrors Options.AllowInsecure: when false a provider must
+	// not send a credential over plain HTTP to a host that is not loopback.
+	AllowInsecure bool
+
+	red *redactor
+}
+
+// AddSecret registers credential strings the provider puts on the wire, so
+// that the client scrubs them from every error, event and log line.
+func (h *Handshake) AddSecret(s ...string) { h.red.addSecret(s...) }
+
+// AddSecretParam registers a query parameter whose value is a credential;
+// its value is shown as REDACTED wherever the client prints the URL.
+func (h *Handshake) AddSecretParam(name ...string) { h.red.addParam(name...) }
+
+// Proof is what a provider hands back for one connection attempt.
+type Proof struct {
+	// InBand is a token for the dialect's in-band exchange after the
+	// upgrade (the first-message pattern); empty when the credential rode
+	// the handshake.
+	InBand string
+	// Expiry is when the credential stops being valid, zero if unknown.
+	// The refresher plans from the earliest of this and the lifetime the
+	// server reports.
+	Expiry time.Time
+	// Exchange, when set, runs after the dialect's Open and before any
+	// application message, for providers with an in-band step of their
+	// own. An error fails the attempt.
+	Exchange func(ctx context.Context, conn Conn) error
+}
+
+// Authenticator supplies credentials. Prepare is called before every
+// connection attempt, never cached by the client, and told why it is asked;
+// it may change the handshake and returns the attempt's Proof. Prepare for
+// one client is never called concurrently with itself.
+//
+// Providers keep the state of one client (the credential they offered
+// last, so that a rejected one is never offered again): give each client
+// its own provider value, and share a *TokenCache between them if they
+// should share tokens.
+type Authenticator interface {
+	Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error)
+}
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx context.Context, why Reason, hs *Handshake) (Proof, error)
+
+// Prepare implements Authenticator.
+func (f AuthenticatorFunc) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
+	return f(ctx, why, hs)
+}
+
+// tokenSourcer is implemented by providers whose credential comes from a
+// token source; the refresher uses the same cache.
+type tokenSourcer interface {
+	tokenCache() *TokenCache
+}
+
+// tokenState is the token bookkeeping shared by the token-based providers.
+type tokenState struct {
+	once  sync.Once
+	cache *TokenCache
+	mu    sync.Mutex
+	last  *oauth2.Token
+}
+
+func (s *tokenState) init(src oauth2.TokenSource) *TokenCache {
+	s.once.Do(func() { s.cache = asTokenCache(src) })
+	return s.cache
+}
+
+// token returns the token for this attempt, first dropping the last one
+// offered when the server rejected it or ended its session.
+func (s *tokenState) token(ctx context.Context, src oauth2.TokenSource, why Reason) (*oauth2.Token, error) {
+	cache := s.init(src)
+	if cache == nil {
+		return nil, errors.New("wsauth: provider has no token source")
+	}
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	if last != nil {
+		switch why {
+		case ReasonRejected:
+			cache.Reject(last)
+		case ReasonExpired:
+			cache.Invalidate(last)
+		}
+	}
+	tok, err := cache.TokenContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.last = tok
+	s.mu.Unlock()
+	return tok, nil
+}
+
+// DefaultTokenParam is the query parameter QueryAuth uses by default.
+const DefaultTokenParam = "token"
+
+// QueryAuth puts a token in a query parameter of the WebSocket URL. Query
+// strings end up in access logs, proxies and browser history: use it only
+// with short-lived tokens, and prefer TicketAuth.
+type QueryAuth struct {
+	// Tokens supplies the token. Required.
+	Tokens oauth2.TokenSource
+	// Param is the query parameter. Default "token".
+	Param string
+
+	ts tokenState
+}
+
+// Prepare implements Authenticator.
+func (a *QueryAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
+	tok, err := a.ts.token(ctx, a.Tokens, why)
+	if err != nil {
+		return Proof{}, err
+	}
+	param := orDefault(a.Param, DefaultTokenParam)
+	hs.AddSecret(tok.AccessToken)
+	hs.AddSecretParam(param)
+	setQuery(hs.URL, param, tok.AccessToken)
+	return Proof{Expiry: tok.Expiry}, nil
+}
+
+func (a *QueryAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+
+// FirstMessageAuth connects unauthenticated and proves identity with the
+// dialect's auth message right after the upgrade ({"type":"auth","token":…}
+// in DefaultDialect), waiting up to Options.AuthTimeout for the verdict. The
+// token stays out of URLs and headers.
+type FirstMessageAuth struct {
+	// Tokens supplies the token. Required.
+	Tokens oauth2.TokenSource
+
+	ts tokenState
+}
+
+// Prepare implements Authenticator.
+func (a *FirstMessageAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
+	tok, err := a.ts.token(ctx, a.Tokens, why)
+	if err != nil {
+		return Proof{}, err
+	}
+	hs.AddSecret(tok.AccessToken)
+	return Proof{InBand: tok.AccessToken, Expiry: tok.Expiry}, nil
+}
+
+func (a *FirstMessageAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+
+// HeaderAuth sends "Authorization: Bearer <token>" on the handshake. A
+// browser cannot do this; a Go client can, and it keeps the token out of
+// URLs.
+type HeaderAuth struct {
+	// Tokens supplies the token. Required.
+	Tokens oauth2.TokenSource
+	// Scheme is the authorization scheme. Default "Bearer".
+	Scheme string
+
+	ts tokenState
+}
+
+// Prepare implements Authenticator.
+func (a *HeaderAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
+	tok, err := a.ts.token(ctx, a.Tokens, why)
+	if err != nil {
+		return Proof{}, err
+	}
+	hs.AddSecret(tok.AccessToken)
+	hs.Header.Set("Authorization", orDefault(a.Scheme, "Bearer")+" "+tok.AccessToken)
+	return Proof{Expiry: tok.Expiry}, nil
+}
+
+func (a *HeaderAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+
+// Subprotocol prefixes of known bearer-in-subprotocol conventions.
+const (
+	// KubernetesBearerPrefix is what the Kubernetes API server accepts.
+	KubernetesBearerPrefix = "base64url.bearer.authorization.k8s.io."
+	// PhoenixBearerPrefix is what Phoenix sockets accept.
+	PhoenixBearerPrefix = "base64url.bearer.phx."
+)
+
+// SubprotocolAuth carries the token in Sec-WebSocket-Protocol as
+// Prefix+base64url(token), offered after a real subprotocol that the server
+// selects. A server that echoes the bearer entry back is refused: it would
+// be sending the credential to wherever responses are logged.
+type SubprotocolAuth struct {
+	// Tokens supplies the token. Required.
+	Tokens oauth2.TokenSource
+	// Prefix goes before the encoded token. Default KubernetesBearerPrefix.
+	Prefix string
+	// Subprotocol is the real subprotocol offered before the bearer entry.
+	// Default none (Options.Subprotocols and the dialect's still apply).
+	Subprotocol string
+
+	ts tokenState
+}
+
+// Prepare implements Authenticator.
+func (a *SubprotocolAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
+	tok, err := a.ts.token(ctx, a.Tokens, why)
+	if err != nil {
+		return Proof{}, err
+	}
+	enc := base64.RawURLEncoding.EncodeToString([]byte(tok.AccessToken))
+	entry := orDefault(a.Prefix, KubernetesBearerPrefix) + enc
+	hs.AddSecret(tok.AccessToken, enc)
+	if a.Subprotocol != "" && !contains(hs.Subprotocols, a.Subprotocol) {
+		hs.Subprotocols = append([]string{a.Subprotocol}, hs.Subprotocols...)
+	}
+	hs.Subprotocols = append(hs.Subprotocols, entry)
+	return Proof{Expiry: tok.Expiry}, nil
+}
+
+func (a *SubprotocolAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+
+// CookieAuth rides the handshake with the cookies of a jar, optionally
+// filled by a login call first. The server must check Origin on
+// cookie-authenticated sockets; set Origin to what the server allows.
+type CookieAuth struct {
+	// Jar holds the session cookie. Default: a new empty
+	// net/http/cookiejar, which only a login fills.
+	Jar http.CookieJar
+	// LoginURL, when set, is POSTed LoginBody (as application/json) when
+	// the jar has no cookie for the WebSocket URL, and again whenever the
+	// server rejected or ended the session. Its Set-Cookie lands in Jar.
+	LoginURL string
+	// LoginBody is the login request's JSON body. Its string values are
+	// treated as secrets.
+	LoginBody []byte
+	// Origin, when set, is sent as the handshake's Origin header.
+	Origin string
+
+	mu   sync.Mutex
+	last string // cookie header offered last
+}
+
+// Prepare implements Authenticator.
+func (a *CookieAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.Jar == nil {
+		jar, err := cookiejar.New(nil)
+		if err != nil {
+			return Proof{}, err
+		}
+		a.Jar = jar
+	}
+	target := httpURL(hs.URL)
+	hs.AddSecret(loginSecrets(a.LoginBody)...)
+	if a.LoginURL != "" && (why == ReasonRejected || why == ReasonExpired || len(a.Jar.Cookies(target)) == 0) {
+		if err := a.login(ctx, hs); err != nil {
+			return Proof{}, err
+		}
+	}
+	cookies := a.Jar.Cookies(target)
+	header := cookieHeader(cookies)
+	for _, c := range cookies {
+		hs.AddSecret(c.Value)
+	}
+	if why == ReasonRejected && a.last != "" && header == a.last {
+		return Proof{}, ErrCredentialRejected
+	}
+	a.last = header
+	hs.Jar = a.Jar
+	if a.Origin != "" {
+		hs.Header.Set("Origin", a.Origin)
+	}
+	// A jar does not say when its cookies expire; the server's expiry
+	// notices and the close at expiry cover this pattern.
+	return Proof{}, nil
+}
+
+func (a *CookieAuth) login(ctx context.Context, hs *Handshake) error {
+	u, err := url.Parse(a.LoginURL)
+	if err != nil {
+		return fmt.Errorf("wsauth: login URL: %w", err)
+	}
+	if err := checkTransport(u, hs.AllowInsecure); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.LoginURL, bytes.NewReader(a.LoginBody))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := *hs.HTTPClient
+	hc.Jar = a.Jar
+	resp, err := hc.Do(req)
+	if err != nil {
+		return hs.red.Error(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return httpErrorFrom("login", resp, hs.red)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return nil
+}
+
+// loginSecrets returns the string values of a JSON login body.
+func loginSecrets(body []byte) []string {
+	var m map[string]any
+	if json.Unmarshal(body, &m) != nil {
+		return nil
+	}
+	var out []string
+	for _, v := range m {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func cookieHeader(cs []*http.Cookie) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.Name + "=" + c.Value
+	}
+	return strings.Join(parts, "; ")
+}
+
+// httpURL maps a ws/wss URL to the http/https URL a cookie jar keys on.
+func httpURL(u *url.URL) *url.URL {
+	c := *u
+	switch c.Scheme {
+	case "ws":
+		c.Scheme = "http"
+	case "wss":
+		c.Scheme = "https"
+	}
+	return &c
+}
+
+// checkTransport refuses a credential over plain ws:// or http:// to a host
+// that is not loopback unless the user opted in.
+func checkTransport(u *url.URL, allowInsecure bool) error {
+	if allowInsecure {
+		return nil
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "wss", "https":
+		return nil
+	}
+	if isLoopback(u.Hostname()) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s://%s is neither TLS nor loopback; use wss:// (https://) or set Options.AllowInsecure", ErrInsecureTransport, u.Scheme, u.Host)
+}
+
+// isLoopback is true for "localhost" and loopback IP literals. Names are
+// never resolved: "localhost.example.com" is not loopback.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// httpErrorFrom builds an HTTPError from a non-2xx response, reading a
+// bounded, redacted prefix of the body.
+func httpErrorFrom(op string, resp *http.Response, red *redactor) *HTTPError {
+	var body []byte
+	if resp.Body != nil {
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	}
+	return &HTTPError{
+		Op:         op,
+		StatusCode: resp.StatusCode,
+		Body:       red.String(strings.ToValidUTF8(string(body), "?")),
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+	}
+}
+
+// maxErrorBody bounds how much of a refusal's body is kept.
+const maxErrorBody = 512
+
+func setQuery(u *url.URL, name, value string) {
+	q := u.Query()
+	q.Set(name, value)
+	u.RawQuery = q.Encode()
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

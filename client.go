@@ -1,0 +1,823 @@
+package wsauth
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+	"golang.org/x/oauth2"
+)
+
+// MessageType is the type of a WebSocket data message.
+type MessageType = websocket.MessageType
+
+// Message types.
+const (
+	MessageText   = websocket.MessageText
+	MessageBinary = websocket.MessageBinary
+)
+
+// StatusCode is a WebSocket close code.
+type StatusCode = websocket.StatusCode
+
+// Close codes the client treats specially.
+const (
+	StatusNormalClosure   = websocket.StatusNormalClosure
+	StatusGoingAway       = websocket.StatusGoingAway
+	StatusPolicyViolation = websocket.StatusPolicyViolation
+)
+
+// Defaults of Options.
+const (
+	DefaultSendQueue         = 256
+	DefaultReceiveBuffer     = 64
+	DefaultReadLimit         = 1 << 20
+	DefaultDialTimeout       = 15 * time.Second
+	DefaultAuthTimeout       = 10 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultPingInterval      = 25 * time.Second
+	DefaultPongTimeout       = 10 * time.Second
+	DefaultStableAfter       = 10 * time.Second
+	DefaultMaxAuthFailures   = 5
+	DefaultMaxProtocolErrors = 5
+	DefaultMaxRetryAfter     = 5 * time.Minute
+	DefaultRefreshTimeout    = 10 * time.Second
+	DefaultDrainTimeout      = 5 * time.Second
+)
+
+// Options configures a Client. The zero value of every field is a usable
+// default, documented on the field. Durations that can be switched off
+// say so; a negative value switches them off.
+type Options struct {
+	// Auth supplies credentials before every connection attempt. Nil means
+	// the connection carries none.
+	Auth Authenticator
+	// Dialect is the message and close-code vocabulary of the server.
+	// Default DefaultDialect.
+	Dialect Dialect
+
+	// HTTPClient makes the handshake and the providers' REST calls. Its
+	// Jar is ignored (CookieAuth brings its own). Default: a client of its
+	// own with a clone of http.DefaultTransport and TLSConfig, whose idle
+	// connections Close releases.
+	HTTPClient *http.Client
+	// TLSConfig is used by the default HTTPClient, for example to trust a
+	// private root CA (RootCAs). Default: the system roots.
+	TLSConfig *tls.Config
+	// Header is added to every handshake. Default none.
+	Header http.Header
+	// Subprotocols are offered on every handshake after the dialect's.
+	// Default none.
+	Subprotocols []string
+	// AllowInsecure lets credentials travel over plain ws:// or http:// to
+	// hosts other than loopback. Default false: such an attempt stops the
+	// client with an error wrapping ErrInsecureTransport.
+	AllowInsecure bool
+	// ReadLimit is the largest message accepted, in bytes, counted after
+	// decompression; larger ones end the connection (close 1009). Default
+	// 1 MiB.
+	ReadLimit int64
+
+	// SendQueue is how many sends may wait for a connection. Default 256.
+	// Send fails at once with ErrQueueFull beyond it.
+	SendQueue int
+	// ReceiveBuffer is how many received messages wait for Receive before
+	// the client stops reading from the socket. Default 64.
+	ReceiveBuffer int
+	// OnConnect runs after every successful authentication, before queued
+	// sends are written; Session.Send writes ahead of the queue. Use it to
+	// subscribe again or resend what the server may have missed. An error
+	// ends that connection (retry with backoff). Default none.
+	OnConnect func(ctx context.Context, s *Session) error
+
+	// DialTimeout bounds the provider's work plus the handshake. Default
+	// 15s.
+	DialTimeout time.Duration
+	// AuthTimeout bounds the in-band exchange after the upgrade. Default
+	// 10s.
+	AuthTimeout time.Duration
+	// WriteTimeout bounds each frame written. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is the time between liveness pings; negative disables
+	// them. Default 25s.
+	PingInterval time.Duration
+	// PongTimeout is how long a ping may wait for its pong before the
+	// connection counts as dead. Default 10s.
+	PongTimeout time.Duration
+
+	// Backoff paces reconnects. Default NewFullJitter() (500ms initial,
+	// ×2, 30s cap, no attempt limit). backoff.ExponentialBackOff works too.
+	// One value serves one client.
+	Backoff backoff.BackOff
+	// StableAfter is how long a connection must stay up for the backoff and
+	// the failure counters to reset. Default 10s.
+	StableAfter time.Duration
+	// InitialJitter delays the first attempt by a random time up to this,
+	// so that a fleet started together does not dial together. Default 0.
+	InitialJitter time.Duration
+	// MaxAuthFailures is how many consecutive credential rejections stop
+	// the client with a GaveUpError. Default 5.
+	MaxAuthFailures int
+	// MaxProtocolErrors is how many consecutive protocol-error closes
+	// (1002, 1003, 1007, 1009, 1010) stop the client. Default 5.
+	MaxProtocolErrors int
+	// MaxRetryAfter caps the server's Retry-After. Default 5m.
+	MaxRetryAfter time.Duration
+	// ReauthCodes are close codes that, like 1008, mean "get fresh
+	// credentials" (for example 4401, 4403, 3005). Default none.
+	ReauthCodes []StatusCode
+	// Classify overrides the reconnect table; returning ActionDefault
+	// falls back to the dialect and then to DefaultClassify. Default none.
+	Classify func(Ending) Action
+
+	// Renewal picks how the session is kept alive past its expiry. Default
+	// RenewAuto.
+	Renewal Renewal
+	// TokenSource supplies the tokens of refresh messages. Default: the
+	// provider's token source when it has one (every built-in provider but
+	// CookieAuth).
+	TokenSource oauth2.TokenSource
+	// RefreshLead is how long before expiry the refresh starts, before
+	// jitter. Default: a fifth of the session's lifetime, at least 2s and
+	// at most half the lifetime.
+	RefreshLead time.Duration
+	// RefreshTimeout bounds the wait for the refresh answer; it is cut
+	// shorter when the session would expire first. Default 10s.
+	RefreshTimeout time.Duration
+	// DrainTimeout bounds how long a rotation waits for the old
+	// connection's last messages. Default 5s.
+	DrainTimeout time.Duration
+
+	// OnEvent receives every state change, in order, on a goroutine of its
+	// own. It may call any method of the client. Default none.
+	OnEvent func(Event)
+	// Logger receives the same events as log records, credentials
+	// redacted. Default: silent.
+	Logger *slog.Logger
+}
+
+// Client owns one logical, authenticated connection across many physical
+// ones. It connects, authenticates, keeps the session alive, and reconnects
+// with fresh credentials when it must. Send and Receive work across
+// reconnects; every method is safe for concurrent use.
+type Client struct {
+	url     *url.URL
+	o       Options
+	auth    Authenticator
+	dialect Dialect
+	hc      *http.Client
+	ownHC   bool
+	tokens  *TokenCache
+	log     *slog.Logger
+	bo      backoff.BackOff
+
+	queue  *sendQueue
+	inbox  chan inbound
+	events *dispatcher
+
+	ctx    context.Context // ends when the client is told to stop
+	cancel context.CancelFunc
+
+	mu          sync.Mutex
+	state       State
+	cur         *physConn
+	err         error
+	closeCode   StatusCode
+	closeReason string
+	closeCause  error
+	lastErr     error
+	connects    int
+
+	// live counts physical connections; maxLive is its high-water mark,
+	// which tests hold to one (two during a rotation).
+	live, maxLive atomic.Int32
+
+	// changed is closed and replaced at every state change, for
+	// WaitConnected.
+	changed chan struct{}
+	done    chan struct{}
+}
+
+type inbound struct {
+	typ  MessageType
+	data []byte
+}
+
+// Dial starts a client and waits until its first connection is
+// authenticated. ctx bounds only that wait: the client lives on until
+// Close. If ctx ends first, or the client stops (for example after
+// repeated credential rejections), Dial closes it and returns the error.
+func Dial(ctx context.Context, rawURL string, opts *Options) (*Client, error) {
+	c, err := New(rawURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.WaitConnected(ctx); err != nil {
+		c.closeWith(StatusNormalClosure, "", context.Cause(ctx))
+		return nil, err
+	}
+	return c, nil
+}
+
+// New starts a client that connects in the background; sends queue until
+// the first connection is authenticated. It fails only on a bad URL or
+// options.
+func New(rawURL string, opts *Options) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("wsauth: bad URL: %w", err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "ws", "wss", "http", "https":
+	default:
+		return nil, fmt.Errorf("wsauth: URL scheme %q is not ws, wss, http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, errors.New("wsauth: URL has no host")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	o.setDefaults()
+	if o.Auth != nil {
+		if err := checkTransport(u, o.AllowInsecure); err != nil {
+			return nil, err
+		}
+	}
+
+	c := &Client{
+		url:     u,
+		o:       o,
+		auth:    o.Auth,
+		dialect: o.Dialect,
+		bo:      o.Backoff,
+		queue:   newSendQueue(o.SendQueue),
+		inbox:   make(chan inbound, o.ReceiveBuffer),
+		events:  newDispatcher(o.OnEvent),
+		log:     o.Logger,
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.hc, c.ownHC = o.HTTPClient, false
+	if c.hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if o.TLSConfig != nil {
+			tr.TLSClientConfig = o.TLSConfig.Clone()
+		}
+		c.hc, c.ownHC = &http.Client{Transport: tr}, true
+	} else {
+		hc := *c.hc
+		hc.Jar = nil
+		c.hc = &hc
+	}
+	c.tokens = asTokenCache(o.TokenSource)
+	if c.tokens == nil {
+		if ts, ok := o.Auth.(tokenSourcer); ok {
+			c.tokens = ts.tokenCache()
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.state = StateConnecting
+	go c.run()
+	return c, nil
+}
+
+func (o *Options) setDefaults() {
+	if o.Dialect == nil {
+		o.Dialect = DefaultDialect
+	}
+	setInt(&o.SendQueue, DefaultSendQueue)
+	setInt(&o.ReceiveBuffer, DefaultReceiveBuffer)
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = DefaultReadLimit
+	}
+	setDur(&o.DialTimeout, DefaultDialTimeout)
+	setDur(&o.AuthTimeout, DefaultAuthTimeout)
+	setDur(&o.WriteTimeout, DefaultWriteTimeout)
+	setDur(&o.PingInterval, DefaultPingInterval)
+	setDur(&o.PongTimeout, DefaultPongTimeout)
+	setDur(&o.StableAfter, DefaultStableAfter)
+	setDur(&o.MaxRetryAfter, DefaultMaxRetryAfter)
+	setDur(&o.RefreshTimeout, DefaultRefreshTimeout)
+	setDur(&o.DrainTimeout, DefaultDrainTimeout)
+	setInt(&o.MaxAuthFailures, DefaultMaxAuthFailures)
+	setInt(&o.MaxProtocolErrors, DefaultMaxProtocolErrors)
+	if o.Backoff == nil {
+		o.Backoff = NewFullJitter()
+	}
+}
+
+func setInt(p *int, def int) {
+	if *p <= 0 {
+		*p = def
+	}
+}
+
+func setDur(p *time.Duration, def time.Duration) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
+// WaitConnected waits until the client is connected and authenticated,
+// or has stopped, or ctx ends.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		changed := c.changed
+		state, err := c.state, c.err
+		c.mu.Unlock()
+		switch state {
+		case StateConnected:
+			return nil
+		case StateClosed:
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			c.mu.Lock()
+			last := c.lastErr
+			c.mu.Unlock()
+			if last != nil {
+				return fmt.Errorf("wsauth: not connected: %w (last attempt: %v)", ctx.Err(), last)
+			}
+			return fmt.Errorf("wsauth: not connected: %w", ctx.Err())
+		}
+	}
+}
+
+// Send queues one message and waits until it is written to an
+// authenticated connection, or fails. It returns:
+//   - nil: the whole frame was handed to the operating system on a live,
+//     authenticated connection. Like any socket write, it can still be lost
+//     if that connection dies before the server reads it;
+//   - ErrQueueFull at once when Options.SendQueue sends are waiting;
+//   - ctx's error if ctx ended before a writer took the message: it was
+//     removed from the queue and will never be written;
+//   - an error wrapping ErrDeliveryUnknown if the connection failed while
+//     the frame was being written;
+//   - the stop cause (ErrClosed after Close, a GaveUpError, …) if the
+//     client stopped first.
+//
+// Sends are written in the order Send was called. While the client is
+// reconnecting they wait, and are written only after the new connection has
+// authenticated. data must not be modified until Send returns.
+func (c *Client) Send(ctx context.Context, typ MessageType, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	it := &sendItem{typ: typ, data: data, done: make(chan error, 1)}
+	if err := c.queue.push(it); err != nil {
+		return err
+	}
+	select {
+	case err := <-it.done:
+		return err
+	case <-ctx.Done():
+		if c.queue.remove(it) {
+			return ctx.Err()
+		}
+		// A writer has it: the outcome is moments away (bounded by
+		// WriteTimeout) and is the truth about this message.
+		return <-it.done
+	}
+}
+
+// SendText is Send with a text message.
+func (c *Client) SendText(ctx context.Context, text string) error {
+	return c.Send(ctx, MessageText, []byte(text))
+}
+
+// Receive returns the next application message, across reconnects. Refresh
+// answers, keepalives and other protocol messages of the dialect never show
+// up here. After the client stops, Receive returns what was already
+// received and then the stop cause. A Receive whose ctx ends returns ctx's
+// error and leaves the connection alone.
+func (c *Client) Receive(ctx context.Context) (MessageType, []byte, error) {
+	select {
+	case m := <-c.inbox:
+		return m.typ, m.data, nil
+	default:
+	}
+	select {
+	case m := <-c.inbox:
+		return m.typ, m.data, nil
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
+	case <-c.done:
+		select {
+		case m := <-c.inbox:
+			return m.typ, m.data, nil
+		default:
+			return 0, nil, c.Err()
+		}
+	}
+}
+
+// State returns the current state.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Err returns the stop cause once the client has stopped, nil before.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Done is closed when the client has stopped.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Subprotocol returns the subprotocol of the current connection, "" when
+// there is none or the client is not connected.
+func (c *Client) Subprotocol() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return ""
+	}
+	return c.cur.ws.Subprotocol()
+}
+
+// Close closes the connection with 1000 (normal closure) and stops the
+// client. See CloseWith.
+func (c *Client) Close() error { return c.CloseWith(StatusNormalClosure, "") }
+
+// CloseWith closes the current connection with code and reason, stops
+// reconnecting, fails every queued send with ErrClosed, and returns once
+// every goroutine of the client has ended. A send being written when Close
+// is called finishes first. Calling it again, or after the client stopped
+// on its own, does nothing more.
+func (c *Client) CloseWith(code StatusCode, reason string) error {
+	c.closeWith(code, reason, ErrClosed)
+	return nil
+}
+
+func (c *Client) closeWith(code StatusCode, reason string, cause error) {
+	c.mu.Lock()
+	if c.closeCause == nil {
+		if cause == nil {
+			cause = ErrClosed
+		}
+		c.closeCode, c.closeReason, c.closeCause = code, reason, cause
+	}
+	c.mu.Unlock()
+	c.cancel()
+	<-c.done
+	// The dispatcher delivers what is pending and exits; a Close called
+	// from the event callback must not wait for itself.
+	if !c.events.inCallback.Load() {
+		<-c.events.done
+	}
+}
+
+func (c *Client) connUp() {
+	n := c.live.Add(1)
+	for {
+		m := c.maxLive.Load()
+		if n <= m || c.maxLive.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+func (c *Client) connDown() { c.live.Add(-1) }
+
+func (c *Client) setState(s State) {
+	c.mu.Lock()
+	c.setStateLocked(s)
+	c.mu.Unlock()
+}
+
+func (c *Client) setStateLocked(s State) {
+	if c.state == s {
+		return
+	}
+	c.state = s
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *Client) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	c.log.LogAttrs(context.Background(), e.level(), "wsauth "+e.Kind.String(), e.attrs()...)
+	c.events.emit(e)
+}
+
+// run is the one goroutine that decides to connect and reconnect.
+func (c *Client) run() {
+	var stopErr error
+	defer func() { c.finish(stopErr) }()
+
+	if c.o.InitialJitter > 0 {
+		if sleep(c.ctx, rand.N(c.o.InitialJitter)) != nil {
+			stopErr = c.localCause()
+			return
+		}
+	}
+	why := ReasonInitial
+	attempt, authFailures, protoErrors := 0, 0, 0
+	var verdict Ending // the last ending that carried the server's word
+	for {
+		attempt++
+		c.setState(StateConnecting)
+		c.emit(Event{Kind: EventConnecting, Attempt: attempt, Reason: why})
+		pc, end := c.connect(c.ctx, why, attempt, false)
+		if pc != nil {
+			end = c.supervise(pc, attempt, why)
+		}
+		if end.Local {
+			stopErr = c.localCause()
+			return
+		}
+		c.mu.Lock()
+		c.lastErr = end.Err
+		c.mu.Unlock()
+		if end.Code != 0 || end.HTTPStatus != 0 {
+			verdict = end
+		}
+		if end.Uptime >= c.o.StableAfter {
+			c.bo.Reset()
+			attempt, authFailures, protoErrors = 0, 0, 0
+		}
+
+		action := c.classify(end)
+		immediate := false
+		switch {
+		case end.renew:
+			// A planned break ahead of expiry: fresh credentials, at once.
+			action, why, immediate = ActionReauth, ReasonExpired, true
+		case action == ActionStop:
+			stopErr = c.gaveUp("policy", attempt, end, verdict)
+			return
+		case action == ActionReauth:
+			if end.sessionEnded(c.o.StableAfter) {
+				why, authFailures, immediate = ReasonExpired, 0, true
+			} else {
+				why = ReasonRejected
+				authFailures++
+				if authFailures >= c.o.MaxAuthFailures {
+					stopErr = c.gaveUp("authentication", attempt, end, verdict)
+					return
+				}
+				immediate = authFailures == 1
+			}
+		default:
+			why = ReasonReconnect
+			if isProtocolError(end.Code) {
+				protoErrors++
+				if protoErrors >= c.o.MaxProtocolErrors {
+					stopErr = c.gaveUp("protocol", attempt, end, verdict)
+					return
+				}
+			} else {
+				protoErrors = 0
+			}
+		}
+
+		var delay time.Duration
+		if !immediate {
+			delay = c.bo.NextBackOff()
+			if delay == backoff.Stop {
+				stopErr = c.gaveUp("backoff", attempt, end, verdict)
+				return
+			}
+		}
+		if ra := min(end.RetryAfter, c.o.MaxRetryAfter); ra > delay {
+			delay = ra
+		}
+		c.setState(StateReconnecting)
+		c.emit(Event{Kind: EventReconnecting, Attempt: attempt + 1, Action: action, Err: end.Err,
+			Code: end.Code, CloseReason: end.Reason, HTTPStatus: end.HTTPStatus, Delay: delay})
+		if sleep(c.ctx, delay) != nil {
+			stopErr = c.localCause()
+			return
+		}
+	}
+}
+
+// classify applies the override, the dialect, the extra reauth codes and
+// the default table, in that order. The client's own Close always stops.
+func (c *Client) classify(e Ending) Action {
+	if e.Local {
+		return ActionStop
+	}
+	if c.o.Classify != nil {
+		if a := c.o.Classify(e); a != ActionDefault {
+			return a
+		}
+	}
+	if e.Code != 0 {
+		if a := c.dialect.ClassifyClose(e.Code, e.Reason); a != ActionDefault {
+			return a
+		}
+		for _, rc := range c.o.ReauthCodes {
+			if rc == e.Code {
+				return ActionReauth
+			}
+		}
+	}
+	return DefaultClassify(e)
+}
+
+func (c *Client) gaveUp(why string, attempts int, last, verdict Ending) error {
+	return &GaveUpError{Why: why, Attempts: attempts, Code: verdict.Code, Reason: verdict.Reason,
+		HTTPStatus: verdict.HTTPStatus, Err: last.Err, Verdict: verdict.Err}
+}
+
+// localCause is the stop cause when the client was told to stop.
+func (c *Client) localCause() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeCause != nil {
+		return c.closeCause
+	}
+	return ErrClosed
+}
+
+// finish runs once when the engine stops: it settles every pending send,
+// lets Receive drain, and reports the stop.
+func (c *Client) finish(stopErr error) {
+	if stopErr == nil {
+		stopErr = ErrClosed
+	}
+	c.cancel()
+	c.mu.Lock()
+	c.err = stopErr
+	c.setStateLocked(StateClosed)
+	c.cur = nil
+	c.mu.Unlock()
+	c.queue.close(stopErr)
+	var ev error = stopErr
+	if stopErr == ErrClosed {
+		ev = nil
+	}
+	c.emit(Event{Kind: EventStopped, Err: ev})
+	c.events.close()
+	if c.ownHC {
+		c.hc.CloseIdleConnections()
+	}
+	close(c.done)
+}
+
+// connect makes one physical connection: credentials, handshake, in-band
+// exchange. On failure the Ending says how far it got.
+func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating bool) (*physConn, Ending) {
+	red := &redactor{}
+	hs := &Handshake{
+		URL:           cloneURL(c.url),
+		Header:        c.o.Header.Clone(),
+		Subprotocols:  append(append([]string(nil), c.dialect.Subprotocols()...), c.o.Subprotocols...),
+		HTTPClient:    c.hc,
+		AllowInsecure: c.o.AllowInsecure,
+		red:           red,
+	}
+	if hs.Header == nil {
+		hs.Header = http.Header{}
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
+	defer cancel()
+
+	var proof Proof
+	if c.auth != nil {
+		var err error
+		proof, err = c.auth.Prepare(dctx, why, hs)
+		if err != nil {
+			return nil, c.failed(ctx, PhaseCredentials, red.Error(err))
+		}
+		if err := checkTransport(hs.URL, c.o.AllowInsecure); err != nil {
+			return nil, c.failed(ctx, PhaseCredentials, err)
+		}
+	}
+
+	hc := c.hc
+	if hs.Jar != nil {
+		withJar := *c.hc
+		withJar.Jar = hs.Jar
+		hc = &withJar
+	}
+	ws, resp, err := websocket.Dial(dctx, hs.URL.String(), &websocket.DialOptions{
+		HTTPClient:   hc,
+		HTTPHeader:   hs.Header,
+		Subprotocols: hs.Subprotocols,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != 0 {
+			return nil, c.failed(ctx, PhaseHandshake, httpErrorFrom("handshake", resp, red))
+		}
+		return nil, c.failed(ctx, PhaseHandshake, dialError(red, hs.URL, err))
+	}
+	ws.SetReadLimit(c.o.ReadLimit)
+	if sp := ws.Subprotocol(); red.String(sp) != sp {
+		ws.CloseNow()
+		return nil, c.failed(ctx, PhaseHandshake, errors.New("wsauth: the server selected the credential-bearing subprotocol; refusing a server that echoes credentials"))
+	}
+
+	if !rotating {
+		c.setState(StateAuthenticating)
+		c.emit(Event{Kind: EventAuthenticating, Attempt: attempt})
+	}
+	actx, acancel := context.WithTimeout(ctx, c.o.AuthTimeout)
+	defer acancel()
+	conn := wsConn{ws}
+	opened, err := c.dialect.Open(actx, conn, proof.InBand)
+	if err == nil && proof.Exchange != nil {
+		err = proof.Exchange(actx, conn)
+	}
+	if err != nil {
+		ws.CloseNow()
+		if ctx.Err() == nil && actx.Err() != nil {
+			err = fmt.Errorf("wsauth: no verdict within the auth timeout (%s): %w", c.o.AuthTimeout, actx.Err())
+		}
+		return nil, c.failed(ctx, PhaseAuth, red.Error(err))
+	}
+
+	now := time.Now()
+	expiry := proof.Expiry
+	if opened.ExpiresIn > 0 {
+		expiry = earliest(expiry, now.Add(opened.ExpiresIn))
+	}
+	pc := newPhysConn(c, ws, red, now, expiry, !rotating)
+	return pc, Ending{}
+}
+
+// failed builds the Ending of an attempt that did not get through.
+func (c *Client) failed(ctx context.Context, phase Phase, err error) Ending {
+	e := Ending{Phase: phase, Err: err}
+	if ctx.Err() != nil {
+		e.Local = true
+		return e
+	}
+	var he *HTTPError
+	if errors.As(err, &he) {
+		e.HTTPStatus, e.RetryAfter = he.StatusCode, he.RetryAfter
+	}
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		e.Code, e.Reason = ce.Code, ce.Reason
+	}
+	return e
+}
+
+// dialError turns a failed dial into an error that carries no credential:
+// coder/websocket wraps Go's *url.Error, whose text is the full URL with
+// its query string.
+func dialError(red *redactor, u *url.URL, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), red.Error(ue.Err))
+	}
+	return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), red.Error(err))
+}
+
+func cloneURL(u *url.URL) *url.URL {
+	c := *u
+	if u.User != nil {
+		user := *u.User
+		c.User = &user
+	}
+	return &c
+}
+
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero():
+		return a
+	case b.Before(a):
+		return b
+	}
+	return a
+}
+
+func closeStatus(err error) StatusCode { return websocket.CloseStatus(err) }
+
+func closeReason(err error) string {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Reason
+	}
+	return ""
+}

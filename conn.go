@@ -1,0 +1,300 @@
+package wsauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// physConn is one physical, authenticated WebSocket of a Client. It runs
+// one long-lived reader (coder/websocket only processes pongs while a read
+// is in progress, and a read whose context ends closes the connection, so
+// there are no per-read deadlines), a pinger, and, while it is the live
+// connection, a writer that takes from the client's send queue.
+type physConn struct {
+	c   *Client
+	ws  *websocket.Conn
+	red *redactor
+
+	ctx    context.Context // ends when the connection dies or is torn down
+	cancel context.CancelFunc
+
+	connectedAt time.Time
+	// obtained and expiry describe the current session; only the
+	// supervising goroutine touches them.
+	obtained time.Time
+	expiry   time.Time
+
+	// gate holds back delivery of received messages while a rotation
+	// drains the previous connection, so that the application sees one
+	// ordered stream.
+	gate     chan struct{}
+	gateOnce sync.Once
+
+	dead     chan struct{}
+	failOnce sync.Once
+	err      error // why it died; written before dead is closed
+	// localClose marks a close the client started, so the echoed close
+	// frame is not taken for the server's verdict.
+	localClose atomic.Bool
+
+	// control carries the dialect's protocol messages to the supervisor.
+	control chan Inbound
+
+	stopWriting   chan struct{}
+	stopOnce      sync.Once
+	writerDone    chan struct{}
+	writerStarted atomic.Bool
+
+	delivering atomic.Bool
+	reads      atomic.Int64
+	wg         sync.WaitGroup
+	downOnce   sync.Once
+}
+
+func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.Time, gateOpen bool) *physConn {
+	// Not derived from the client's context: on Close the supervisor still
+	// needs a live reader for the close handshake, and cancels this one
+	// itself.
+	ctx, cancel := context.WithCancel(context.Background())
+	pc := &physConn{
+		c: c, ws: ws, red: red, ctx: ctx, cancel: cancel,
+		connectedAt: now, obtained: now, expiry: expiry,
+		gate:        make(chan struct{}),
+		dead:        make(chan struct{}),
+		control:     make(chan Inbound, 16),
+		stopWriting: make(chan struct{}),
+		writerDone:  make(chan struct{}),
+	}
+	if gateOpen {
+		pc.openGate()
+	}
+	c.connUp()
+	pc.wg.Add(1)
+	go pc.readLoop()
+	if c.o.PingInterval > 0 {
+		pc.wg.Add(1)
+		go pc.pingLoop()
+	}
+	return pc
+}
+
+func (pc *physConn) openGate() { pc.gateOnce.Do(func() { close(pc.gate) }) }
+
+// fail records why the connection died, the first time, and tears down its
+// goroutines' context.
+func (pc *physConn) fail(err error) {
+	pc.failOnce.Do(func() {
+		pc.err = err
+		close(pc.dead)
+		pc.stopOnce.Do(func() { close(pc.stopWriting) })
+		pc.cancel()
+	})
+}
+
+func (pc *physConn) isDead() bool {
+	select {
+	case <-pc.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// startWriter makes this the connection that drains the send queue.
+func (pc *physConn) startWriter() {
+	pc.writerStarted.Store(true)
+	pc.wg.Add(1)
+	go pc.writeLoop()
+}
+
+// stopWriter stops taking sends and waits for the one being written.
+func (pc *physConn) stopWriter() {
+	pc.stopOnce.Do(func() { close(pc.stopWriting) })
+	if pc.writerStarted.Load() {
+		<-pc.writerDone
+	}
+}
+
+// shutdown ends the connection and waits for its goroutines: with a close
+// handshake when code is not zero and the connection is still alive,
+// abruptly otherwise.
+func (pc *physConn) shutdown(code StatusCode, reason string) {
+	pc.stopWriter()
+	if code != 0 && !pc.isDead() {
+		pc.localClose.Store(true)
+		_ = pc.ws.Close(code, reason)
+	}
+	pc.fail(errLocalClose)
+	_ = pc.ws.CloseNow()
+	pc.wg.Wait()
+	pc.downOnce.Do(pc.c.connDown)
+}
+
+var errLocalClose = errors.New("wsauth: connection closed by the client")
+
+func (pc *physConn) writeLoop() {
+	defer pc.wg.Done()
+	defer close(pc.writerDone)
+	q := pc.c.queue
+	for {
+		it, ok := q.take(pc.stopWriting)
+		if !ok {
+			return
+		}
+		if pc.ctx.Err() != nil {
+			// Never attempted: it keeps its place for the next connection.
+			q.pushFront(it)
+			return
+		}
+		wctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.WriteTimeout)
+		err := pc.ws.Write(wctx, it.typ, it.data)
+		cancel()
+		if err != nil {
+			it.done <- fmt.Errorf("%w: %w", ErrDeliveryUnknown, pc.red.Error(err))
+			pc.fail(err)
+			return
+		}
+		it.done <- nil
+	}
+}
+
+func (pc *physConn) readLoop() {
+	defer pc.wg.Done()
+	for {
+		typ, data, err := pc.ws.Read(pc.ctx)
+		if err != nil {
+			pc.fail(err)
+			return
+		}
+		pc.reads.Add(1)
+		in := pc.c.dialect.Inspect(typ, data)
+		switch in.Kind {
+		case InboundData:
+			if !pc.deliver(inbound{typ: typ, data: data}) {
+				return
+			}
+		case InboundReply:
+			if len(in.Reply) == 0 {
+				continue
+			}
+			wctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.WriteTimeout)
+			err := pc.ws.Write(wctx, MessageText, in.Reply)
+			cancel()
+			if err != nil {
+				pc.fail(err)
+				return
+			}
+		case InboundIgnore:
+		default:
+			select {
+			case pc.control <- in:
+			default:
+				// The supervisor is busy (a rotation's dial); a notice it
+				// misses is repeated by the server or made moot by expiry.
+				pc.c.log.Warn("wsauth dropped a protocol message", "kind", int(in.Kind))
+			}
+		}
+	}
+}
+
+// deliver hands a message to Receive, waiting for room: a slow application
+// slows the reading of the socket rather than growing memory without
+// bound. The pinger does not count that wait against the connection.
+func (pc *physConn) deliver(m inbound) bool {
+	pc.delivering.Store(true)
+	defer pc.delivering.Store(false)
+	select {
+	case <-pc.gate:
+	case <-pc.ctx.Done():
+		return false
+	}
+	select {
+	case pc.c.inbox <- m:
+		return true
+	case <-pc.ctx.Done():
+		return false
+	}
+}
+
+func (pc *physConn) pingLoop() {
+	defer pc.wg.Done()
+	t := time.NewTicker(pc.c.o.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-pc.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if pc.delivering.Load() {
+			continue
+		}
+		before := pc.reads.Load()
+		ctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.PongTimeout)
+		err := pc.ws.Ping(ctx)
+		cancel()
+		if err == nil || pc.ctx.Err() != nil {
+			continue
+		}
+		// A reader stuck on a slow application cannot see the pong; data
+		// that arrived meanwhile proves the peer alive all the same.
+		if pc.delivering.Load() || pc.reads.Load() != before {
+			continue
+		}
+		pc.fail(fmt.Errorf("%w (%s)", ErrPingTimeout, pc.c.o.PongTimeout))
+		return
+	}
+}
+
+// ending describes how the connection ended, for the reconnect policy.
+func (pc *physConn) ending(since time.Time) Ending {
+	now := time.Now()
+	e := Ending{Phase: PhaseConnected, Uptime: now.Sub(since)}
+	err := pc.err
+	if code := closeStatus(err); code != -1 && !pc.localClose.Load() {
+		e.Code, e.Reason = code, pc.red.String(closeReason(err))
+		e.Err = &CloseError{Code: e.Code, Reason: e.Reason}
+	} else {
+		e.Err = pc.red.Error(err)
+	}
+	if !pc.expiry.IsZero() {
+		slack := min(time.Second, pc.expiry.Sub(pc.obtained)/4)
+		e.atExpiry = !now.Before(pc.expiry.Add(-slack))
+	}
+	return e
+}
+
+// Session is a freshly authenticated connection, handed to
+// Options.OnConnect before queued sends are written.
+type Session struct {
+	pc *physConn
+	// Attempt is the attempt number that produced this connection.
+	Attempt int
+	// Reason is why its credentials were fetched; ReasonInitial only for
+	// the client's first connection.
+	Reason Reason
+	// Rotated is true for a connection that took over from a live one
+	// (make-before-break).
+	Rotated bool
+}
+
+// Send writes one message on this connection at once, ahead of the
+// client's queue.
+func (s *Session) Send(ctx context.Context, typ MessageType, data []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, s.pc.c.o.WriteTimeout)
+	defer cancel()
+	if err := s.pc.ws.Write(wctx, typ, data); err != nil {
+		s.pc.fail(err)
+		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, s.pc.red.Error(err))
+	}
+	return nil
+}
+
+// Subprotocol is the subprotocol the server selected.
+func (s *Session) Subprotocol() string { return s.pc.ws.Subprotocol() }

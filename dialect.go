@@ -1,0 +1,235 @@
+package wsauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"time"
+)
+
+// Conn is what a Dialect and a provider's in-band exchange see of one
+// physical connection while it is being authenticated, before the client's
+// own reader takes it over. Read with a context that ends closes the
+// connection (a coder/websocket rule), which is what an auth deadline wants.
+type Conn interface {
+	Read(ctx context.Context) (MessageType, []byte, error)
+	Write(ctx context.Context, typ MessageType, p []byte) error
+	// Subprotocol is the subprotocol the server selected, "" for none.
+	Subprotocol() string
+}
+
+// Opened is what a dialect learned while opening a connection.
+type Opened struct {
+	// ExpiresIn is the session lifetime the server reported, 0 if it did
+	// not say.
+	ExpiresIn time.Duration
+}
+
+// InboundKind says what a server message means to the client.
+type InboundKind int
+
+// The kinds of server message.
+const (
+	// InboundData is an application message: it is delivered by Receive.
+	InboundData InboundKind = iota
+	// InboundRefreshOK answers a refresh: the session now lasts ExpiresIn
+	// (0 if the server did not say).
+	InboundRefreshOK
+	// InboundRefreshFailed answers a refresh with a refusal.
+	InboundRefreshFailed
+	// InboundExpiring says the session ends in ExpiresIn: an expiry notice,
+	// or the lifetime the server confirms after authentication.
+	InboundExpiring
+	// InboundGoingAway asks the client to move to a new connection.
+	InboundGoingAway
+	// InboundReply is a keepalive: the client writes Reply and drops the
+	// message.
+	InboundReply
+	// InboundIgnore is a protocol message with nothing to do.
+	InboundIgnore
+)
+
+// Inbound is a dialect's reading of one server message.
+type Inbound struct {
+	Kind InboundKind
+	// ExpiresIn goes with InboundRefreshOK and InboundExpiring.
+	ExpiresIn time.Duration
+	// Reply goes with InboundReply: a text message to send back.
+	Reply []byte
+	// Message is the server's explanation for a refusal or going-away.
+	Message string
+}
+
+// Dialect is the set of message shapes and close codes a service uses for
+// authentication. The first-message exchange, the refresher and the close
+// classification all consult it. DefaultDialect is the wsauth protocol
+// (docs/protocol.md); write your own to talk to another service.
+//
+// A Dialect is shared by every connection of a client and must be safe for
+// concurrent use.
+type Dialect interface {
+	// Name identifies the dialect in events and logs.
+	Name() string
+	// Subprotocols are offered on the handshake ahead of the application's
+	// own (Options.Subprotocols).
+	Subprotocols() []string
+	// Open runs right after the upgrade. With a non-empty token it proves
+	// identity in band (the first-message pattern); with an empty token it
+	// does whatever the protocol requires before application messages flow,
+	// which is often nothing. It must return when ctx ends. A refusal is an
+	// error: the server's close (as the client reports it) or an AuthError.
+	Open(ctx context.Context, conn Conn, token string) (Opened, error)
+	// RefreshMessage returns the text message that extends the session with
+	// token, or ErrRefreshUnsupported.
+	RefreshMessage(token string) ([]byte, error)
+	// Inspect reads one server message after Open.
+	Inspect(typ MessageType, data []byte) Inbound
+	// ClassifyClose says what a close code from the server means in this
+	// protocol; ActionDefault leaves it to the client's table.
+	ClassifyClose(code StatusCode, reason string) Action
+}
+
+// DefaultDialect speaks the wsauth protocol that the reference server
+// implements: {"type":"auth","token":…} answered by
+// {"type":"auth_ok","expires_in":N}; {"type":"refresh","token":…} answered
+// by refresh_ok or refresh_failed; expiring and going_away notices. Text
+// messages whose "type" is one of auth_ok, refresh_ok, refresh_failed,
+// expiring or going_away are consumed by the client; applications on this
+// dialect must not use those types for their own messages.
+var DefaultDialect Dialect = defaultDialect{}
+
+type defaultDialect struct{}
+
+func (defaultDialect) Name() string           { return "wsauth" }
+func (defaultDialect) Subprotocols() []string { return nil }
+
+type typedMessage struct {
+	Type      string   `json:"type"`
+	Token     string   `json:"token,omitempty"`
+	ExpiresIn *float64 `json:"expires_in,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+func (defaultDialect) Open(ctx context.Context, conn Conn, token string) (Opened, error) {
+	if token == "" {
+		return Opened{}, nil
+	}
+	msg, err := json.Marshal(typedMessage{Type: "auth", Token: token})
+	if err != nil {
+		return Opened{}, err
+	}
+	if err := conn.Write(ctx, MessageText, msg); err != nil {
+		return Opened{}, err
+	}
+	typ, data, err := conn.Read(ctx)
+	if err != nil {
+		return Opened{}, err
+	}
+	var m typedMessage
+	if typ != MessageText || json.Unmarshal(data, &m) != nil || m.Type != "auth_ok" {
+		return Opened{}, errors.New("wsauth: expected auth_ok as the server's first message")
+	}
+	return Opened{ExpiresIn: seconds(m.ExpiresIn)}, nil
+}
+
+func (defaultDialect) RefreshMessage(token string) ([]byte, error) {
+	return json.Marshal(typedMessage{Type: "refresh", Token: token})
+}
+
+// controlTypes are the message types the default dialect consumes, as they
+// appear on the wire; a message that contains none of them is passed to the
+// application without being parsed.
+var controlTypes = [][]byte{
+	[]byte(`"refresh_ok"`), []byte(`"refresh_failed"`), []byte(`"expiring"`),
+	[]byte(`"going_away"`), []byte(`"auth_ok"`),
+}
+
+// maxControlSize bounds the messages the default dialect parses: control
+// messages are small, application payloads need not be decoded.
+const maxControlSize = 1024
+
+func (defaultDialect) Inspect(typ MessageType, data []byte) Inbound {
+	if typ != MessageText || len(data) > maxControlSize || !mentionsAny(data, controlTypes) {
+		return Inbound{Kind: InboundData}
+	}
+	var m typedMessage
+	if json.Unmarshal(data, &m) != nil {
+		return Inbound{Kind: InboundData}
+	}
+	switch m.Type {
+	case "refresh_ok":
+		return Inbound{Kind: InboundRefreshOK, ExpiresIn: seconds(m.ExpiresIn)}
+	case "refresh_failed":
+		return Inbound{Kind: InboundRefreshFailed, Message: m.Reason}
+	case "expiring":
+		return Inbound{Kind: InboundExpiring, ExpiresIn: seconds(m.ExpiresIn)}
+	case "going_away":
+		return Inbound{Kind: InboundGoingAway, Message: m.Reason}
+	case "auth_ok":
+		// After handshake authentication the server confirms with auth_ok
+		// and the session's lifetime.
+		if d := seconds(m.ExpiresIn); d > 0 {
+			return Inbound{Kind: InboundExpiring, ExpiresIn: d}
+		}
+		return Inbound{Kind: InboundIgnore}
+	}
+	return Inbound{Kind: InboundData}
+}
+
+func (defaultDialect) ClassifyClose(StatusCode, string) Action { return ActionDefault }
+
+func mentionsAny(data []byte, needles [][]byte) bool {
+	if !bytes.Contains(data, []byte(`"type"`)) {
+		return false
+	}
+	for _, n := range needles {
+		if bytes.Contains(data, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// seconds converts a JSON number of seconds; absent, negative or absurd
+// values mean "not said".
+func seconds(v *float64) time.Duration {
+	if v == nil || *v <= 0 || math.IsNaN(*v) || *v > 10*365*24*3600 {
+		return 0
+	}
+	return time.Duration(*v * float64(time.Second))
+}
+
+// wsConn adapts a coder/websocket connection to Conn.
+type wsConn struct{ c rawConn }
+
+// rawConn is the part of *websocket.Conn the client uses; an interface so
+// that the dialect tests can run against an in-memory peer.
+type rawConn interface {
+	Read(ctx context.Context) (MessageType, []byte, error)
+	Write(ctx context.Context, typ MessageType, p []byte) error
+	Subprotocol() string
+}
+
+func (w wsConn) Read(ctx context.Context) (MessageType, []byte, error) {
+	typ, p, err := w.c.Read(ctx)
+	return typ, p, closeErr(err)
+}
+
+func (w wsConn) Write(ctx context.Context, typ MessageType, p []byte) error {
+	return closeErr(w.c.Write(ctx, typ, p))
+}
+
+func (w wsConn) Subprotocol() string { return w.c.Subprotocol() }
+
+// closeErr turns coder/websocket's close error into the client's CloseError.
+func closeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if code := closeStatus(err); code != -1 {
+		return &CloseError{Code: code, Reason: closeReason(err)}
+	}
+	return err
+}

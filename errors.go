@@ -1,0 +1,204 @@
+package wsauth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. Test for them with errors.Is.
+var (
+	// ErrClosed is the stop cause after Close: Send, Receive and pending
+	// sends return it once the client is closed.
+	ErrClosed = errors.New("wsauth: client closed")
+
+	// ErrQueueFull is returned at once by Send when the send queue holds
+	// Options.SendQueue messages already. Nothing is queued.
+	ErrQueueFull = errors.New("wsauth: send queue full")
+
+	// ErrDeliveryUnknown is wrapped by the error Send returns when the
+	// connection failed while the message was being written: the frame may
+	// or may not have reached the server. The client never resends it on its
+	// own; see Options.OnConnect for at-least-once delivery.
+	ErrDeliveryUnknown = errors.New("wsauth: connection lost while writing; the message may or may not have arrived")
+
+	// ErrPingTimeout ends a connection whose peer did not answer a ping
+	// within Options.PongTimeout: a half-open connection.
+	ErrPingTimeout = errors.New("wsauth: no pong within the timeout")
+
+	// ErrCredentialRejected is returned by a provider that has no fresh
+	// credential to offer after the server rejected the last one: offering
+	// the same one again is never done.
+	ErrCredentialRejected = errors.New("wsauth: the credential was rejected and no fresh one is available")
+
+	// ErrRefreshUnsupported is returned by a Dialect whose protocol has no
+	// refresh message.
+	ErrRefreshUnsupported = errors.New("wsauth: the dialect has no refresh message")
+
+	// ErrInsecureTransport is wrapped by the error for a credential that
+	// would travel unencrypted to a host that is not loopback.
+	ErrInsecureTransport = errors.New("wsauth: refusing to send credentials over an unencrypted connection")
+)
+
+// HTTPError reports a non-success HTTP answer: the WebSocket handshake
+// refused with a status other than 101, or a REST call a provider makes
+// (ticket endpoint, login, token endpoint) answered outside 2xx. It lets
+// callers and the reconnect policy tell "rejected" (401, 403) from "try
+// later" (429, 503) from "unreachable" (no HTTPError at all).
+type HTTPError struct {
+	// Op names the request: "handshake", "ticket", "login" or "token".
+	Op string
+	// StatusCode is the HTTP status of the answer.
+	StatusCode int
+	// Body is at most the first 512 bytes of the answer's body, with every
+	// credential of the attempt redacted.
+	Body string
+	// RetryAfter is the server's Retry-After, zero when absent or invalid.
+	RetryAfter time.Duration
+}
+
+func (e *HTTPError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "wsauth: %s refused: %d %s", e.Op, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	if body := strings.TrimSpace(e.Body); body != "" {
+		fmt.Fprintf(&b, ": %q", body)
+	}
+	return b.String()
+}
+
+// Rejected reports whether the status says the credential is bad (401 or
+// 403).
+func (e *HTTPError) Rejected() bool {
+	return e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden
+}
+
+// CloseError reports that the server closed the connection with a close
+// frame. It is what the client saw, in the client's own type so that the
+// reason can be shown without importing coder/websocket.
+type CloseError struct {
+	Code   StatusCode
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("wsauth: server closed the connection: %d %s", int(e.Code), codeName(e.Code))
+	}
+	return fmt.Sprintf("wsauth: server closed the connection: %d %s: %q", int(e.Code), codeName(e.Code), e.Reason)
+}
+
+// AuthError reports that the server refused the in-band authentication
+// exchange or the refresh with a message rather than a close frame (for
+// example Home Assistant's auth_invalid).
+type AuthError struct {
+	// Message is the server's explanation, if any.
+	Message string
+}
+
+func (e *AuthError) Error() string {
+	if e.Message == "" {
+		return "wsauth: authentication refused"
+	}
+	return fmt.Sprintf("wsauth: authentication refused: %q", e.Message)
+}
+
+// GaveUpError is the stop cause when the client stops reconnecting on its
+// own: after Options.MaxAuthFailures consecutive credential rejections,
+// after Options.MaxProtocolErrors consecutive protocol errors, when the
+// backoff policy says stop, or when the reconnect policy classified an
+// ending as stop. errors.As reaches the HTTPError, CloseError or AuthError
+// of the last ending and of the server's last verdict.
+type GaveUpError struct {
+	// Why says which limit ended the client: "authentication", "protocol",
+	// "backoff" or "policy".
+	Why string
+	// Attempts is the number of connection attempts made in the run of
+	// failures that ended the client.
+	Attempts int
+	// Code, Reason and HTTPStatus are the server's last verdict: the close
+	// code and reason or the HTTP status of the most recent ending that had
+	// one (zero when the server never gave one).
+	Code       StatusCode
+	Reason     string
+	HTTPStatus int
+	// Err is the last ending's cause. When the last attempt failed without
+	// reaching the server (say, the provider had nothing fresh to offer),
+	// Verdict holds the cause of the server's last refusal.
+	Err     error
+	Verdict error
+}
+
+func (e *GaveUpError) Error() string {
+	if e.Verdict != nil && e.Verdict != e.Err {
+		return fmt.Sprintf("wsauth: gave up (%s) after %d attempts: %v (server's last verdict: %v)", e.Why, e.Attempts, e.Err, e.Verdict)
+	}
+	return fmt.Sprintf("wsauth: gave up (%s) after %d attempts: %v", e.Why, e.Attempts, e.Err)
+}
+
+// Unwrap gives errors.Is and errors.As both causes.
+func (e *GaveUpError) Unwrap() []error {
+	if e.Verdict != nil && e.Verdict != e.Err {
+		return []error{e.Err, e.Verdict}
+	}
+	return []error{e.Err}
+}
+
+func codeName(c StatusCode) string {
+	switch c {
+	case 1000:
+		return "normal closure"
+	case 1001:
+		return "going away"
+	case 1002:
+		return "protocol error"
+	case 1003:
+		return "unsupported data"
+	case 1005:
+		return "no status"
+	case 1006:
+		return "abnormal closure"
+	case 1007:
+		return "invalid payload"
+	case 1008:
+		return "policy violation"
+	case 1009:
+		return "message too big"
+	case 1010:
+		return "mandatory extension"
+	case 1011:
+		return "internal error"
+	case 1012:
+		return "service restart"
+	case 1013:
+		return "try again later"
+	case 1014:
+		return "bad gateway"
+	}
+	return "application code"
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var secs int64
+	if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && fmt.Sprint(secs) == v {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,275 @@
+package wsauth
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is where the client's one logical connection stands.
+type State int
+
+// The client's states.
+const (
+	// StateConnecting: getting credentials and dialing.
+	StateConnecting State = iota + 1
+	// StateAuthenticating: upgraded, running the in-band exchange.
+	StateAuthenticating
+	// StateConnected: authenticated; sends flow.
+	StateConnected
+	// StateReconnecting: waiting out the delay before the next attempt.
+	StateReconnecting
+	// StateClosed: stopped for good; Err says why.
+	StateClosed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateAuthenticating:
+		return "authenticating"
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// The kinds of event.
+const (
+	// EventConnecting: a connection attempt starts (Attempt, Reason).
+	EventConnecting EventKind = iota + 1
+	// EventAuthenticating: the upgrade succeeded; the in-band exchange runs.
+	EventAuthenticating
+	// EventConnected: authenticated (Attempt, Expiry, Subprotocol).
+	EventConnected
+	// EventRefreshed: the session was extended in place (Expiry).
+	EventRefreshed
+	// EventRefreshFailed: a refresh was refused, timed out or had no token
+	// (Err); the client falls back to a reconnect or rotation.
+	EventRefreshFailed
+	// EventRotated: a new connection took over from the old one without a
+	// gap (make-before-break).
+	EventRotated
+	// EventReconnecting: the connection ended and the client will try again
+	// after Delay (Attempt is the next attempt's number; Err, Code,
+	// CloseReason, HTTPStatus describe the cause; Action says how).
+	EventReconnecting
+	// EventStopped: the client stopped for good (Err is the stop cause).
+	EventStopped
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventConnecting:
+		return "connecting"
+	case EventAuthenticating:
+		return "authenticating"
+	case EventConnected:
+		return "connected"
+	case EventRefreshed:
+		return "refreshed"
+	case EventRefreshFailed:
+		return "refresh_failed"
+	case EventRotated:
+		return "rotated"
+	case EventReconnecting:
+		return "reconnecting"
+	case EventStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event reports a change of the client's state. No field ever holds a
+// credential: errors and reasons are redacted.
+type Event struct {
+	Kind EventKind
+	Time time.Time
+	// Attempt numbers connection attempts since the last stable connection,
+	// starting at 1.
+	Attempt int
+	// Reason is why credentials were asked for (EventConnecting).
+	Reason Reason
+	// Action is what the client does about the ending (EventReconnecting).
+	Action Action
+	// Err is the cause (EventReconnecting, EventRefreshFailed,
+	// EventStopped).
+	Err error
+	// Code and CloseReason are the server's close frame, HTTPStatus the
+	// status of a refused handshake or provider call.
+	Code        StatusCode
+	CloseReason string
+	HTTPStatus  int
+	// Delay is the wait before the next attempt (EventReconnecting).
+	Delay time.Duration
+	// Expiry is when the session is expected to end, zero if unknown
+	// (EventConnected, EventRefreshed, EventRotated).
+	Expiry time.Time
+	// Subprotocol is the negotiated subprotocol (EventConnected,
+	// EventRotated).
+	Subprotocol string
+}
+
+// String renders the event as one line for humans.
+func (e Event) String() string {
+	var b strings.Builder
+	b.WriteString(e.Kind.String())
+	if e.Attempt > 0 {
+		fmt.Fprintf(&b, " attempt=%d", e.Attempt)
+	}
+	if e.Kind == EventConnecting && e.Reason != 0 {
+		fmt.Fprintf(&b, " reason=%s", e.Reason)
+	}
+	if e.Kind == EventReconnecting {
+		fmt.Fprintf(&b, " action=%s delay=%s", e.Action, e.Delay.Round(time.Millisecond))
+	}
+	if e.Code != 0 {
+		fmt.Fprintf(&b, " code=%d", int(e.Code))
+	}
+	if e.CloseReason != "" {
+		fmt.Fprintf(&b, " close_reason=%q", e.CloseReason)
+	}
+	if e.HTTPStatus != 0 {
+		fmt.Fprintf(&b, " status=%d", e.HTTPStatus)
+	}
+	if !e.Expiry.IsZero() {
+		fmt.Fprintf(&b, " expires_in=%s", time.Until(e.Expiry).Round(time.Millisecond))
+	}
+	if e.Subprotocol != "" {
+		fmt.Fprintf(&b, " subprotocol=%q", e.Subprotocol)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, " error=%q", e.Err.Error())
+	}
+	return b.String()
+}
+
+// attrs renders the event for slog.
+func (e Event) attrs() []slog.Attr {
+	a := []slog.Attr{slog.String("event", e.Kind.String())}
+	if e.Attempt > 0 {
+		a = append(a, slog.Int("attempt", e.Attempt))
+	}
+	if e.Kind == EventConnecting && e.Reason != 0 {
+		a = append(a, slog.String("reason", e.Reason.String()))
+	}
+	if e.Kind == EventReconnecting {
+		a = append(a, slog.String("action", e.Action.String()), slog.Duration("delay", e.Delay))
+	}
+	if e.Code != 0 {
+		a = append(a, slog.Int("code", int(e.Code)))
+	}
+	if e.CloseReason != "" {
+		a = append(a, slog.String("close_reason", e.CloseReason))
+	}
+	if e.HTTPStatus != 0 {
+		a = append(a, slog.Int("status", e.HTTPStatus))
+	}
+	if !e.Expiry.IsZero() {
+		a = append(a, slog.Time("expiry", e.Expiry))
+	}
+	if e.Err != nil {
+		a = append(a, slog.String("error", e.Err.Error()))
+	}
+	return a
+}
+
+func (e Event) level() slog.Level {
+	switch e.Kind {
+	case EventConnecting, EventAuthenticating:
+		return slog.LevelDebug
+	case EventReconnecting, EventRefreshFailed:
+		return slog.LevelWarn
+	case EventStopped:
+		if e.Err != nil && e.Err != ErrClosed {
+			return slog.LevelError
+		}
+	}
+	return slog.LevelInfo
+}
+
+// dispatcher delivers events to the user's callback in order on a
+// goroutine of its own, so that a slow callback never stalls the
+// connection and the callback may call any client method.
+type dispatcher struct {
+	fn func(Event)
+
+	mu      sync.Mutex
+	pending []Event
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+	// inCallback lets Close, called from the callback itself, skip waiting
+	// for the dispatcher (which is waiting for the callback to return).
+	inCallback atomic.Bool
+}
+
+func newDispatcher(fn func(Event)) *dispatcher {
+	d := &dispatcher{fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if fn == nil {
+		close(d.done)
+		return d
+	}
+	go d.run()
+	return d
+}
+
+func (d *dispatcher) emit(e Event) {
+	if d.fn == nil {
+		return
+	}
+	d.mu.Lock()
+	if !d.closed {
+		d.pending = append(d.pending, e)
+	}
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close lets the dispatcher exit once it has delivered what is pending.
+func (d *dispatcher) close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) run() {
+	defer close(d.done)
+	for {
+		d.mu.Lock()
+		batch := d.pending
+		d.pending = nil
+		closed := d.closed
+		d.mu.Unlock()
+		for _, e := range batch {
+			d.inCallback.Store(true)
+			d.fn(e)
+			d.inCallback.Store(false)
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		if closed {
+			return
+		}
+		<-d.wake
+	}
+}

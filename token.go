@@ -1,0 +1,195 @@
+package wsauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// DefaultEarlyExpiry is how long before its Expiry a cached token is
+// treated as expired, so that it is never sent with seconds to live.
+const DefaultEarlyExpiry = 10 * time.Second
+
+// TokenFunc is a token source that takes a context, for sources whose fetch
+// should stop when the client gives up on it. It also satisfies
+// oauth2.TokenSource (with context.Background).
+//
+// Wrapping clientcredentials.Config.Token in a TokenFunc gives a source that
+// fetches a new token on every call, leaving caching to TokenCache:
+//
+//	src := wsauth.TokenFunc(cfg.Token)
+type TokenFunc func(ctx context.Context) (*oauth2.Token, error)
+
+// Token implements oauth2.TokenSource.
+func (f TokenFunc) Token() (*oauth2.Token, error) { return f(context.Background()) }
+
+// StaticToken returns a source that always yields the same bearer token.
+// After the server rejects it the client has nothing fresh to offer and
+// gives up after Options.MaxAuthFailures attempts without sending it again.
+func StaticToken(token string) oauth2.TokenSource {
+	return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token, TokenType: "Bearer"})
+}
+
+// TokenCache wraps a token source: it hands out the cached token until
+// EarlyExpiry before the token's Expiry, fetches at most once at a time
+// (concurrent callers wait for the fetch in flight and share its result),
+// forgets a token on Invalidate, and never hands out a token again once
+// Reject has been called for it.
+// The zero value is not usable; call NewTokenCache.
+//
+// Providers wrap their token source in a TokenCache unless it is one
+// already. Pass the same *TokenCache to a provider and to
+// Options.TokenSource to share one cache between the connection attempts
+// and the refresher.
+type TokenCache struct {
+	src   TokenFunc
+	early time.Duration
+
+	// lock is a mutex that a waiter can give up on when its context ends.
+	lock     chan struct{}
+	tok      *oauth2.Token
+	rejected map[[32]byte]struct{}
+	order    [][32]byte
+
+	fetches atomic.Int64
+}
+
+// NewTokenCache wraps src. early is how long before a token's Expiry it is
+// no longer handed out; zero means DefaultEarlyExpiry. A TokenFunc source
+// receives the caller's context.
+func NewTokenCache(src oauth2.TokenSource, early time.Duration) *TokenCache {
+	if tc, ok := src.(*TokenCache); ok {
+		return tc
+	}
+	if early <= 0 {
+		early = DefaultEarlyExpiry
+	}
+	fn, ok := src.(TokenFunc)
+	if !ok {
+		fn = func(context.Context) (*oauth2.Token, error) { return src.Token() }
+	}
+	return &TokenCache{
+		src:      fn,
+		early:    early,
+		lock:     make(chan struct{}, 1),
+		rejected: make(map[[32]byte]struct{}),
+	}
+}
+
+// asTokenCache returns src as a cache, wrapping it when needed; nil stays nil.
+func asTokenCache(src oauth2.TokenSource) *TokenCache {
+	if src == nil {
+		return nil
+	}
+	return NewTokenCache(src, 0)
+}
+
+// Token implements oauth2.TokenSource.
+func (c *TokenCache) Token() (*oauth2.Token, error) {
+	return c.TokenContext(context.Background())
+}
+
+// TokenContext returns a valid token, fetching one if the cached token is
+// missing, near expiry or invalidated.
+func (c *TokenCache) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	return c.get(ctx, time.Time{})
+}
+
+// tokenAfter returns a token that stays valid past t when the source can
+// give one: the refresher asks for a token that outlives the session it is
+// about to extend. A cached token that expires before t is replaced.
+func (c *TokenCache) tokenAfter(ctx context.Context, t time.Time) (*oauth2.Token, error) {
+	return c.get(ctx, t)
+}
+
+// Fetches reports how many times the cache has asked its source for a
+// token.
+func (c *TokenCache) Fetches() int64 { return c.fetches.Load() }
+
+// Invalidate forgets tok (with tok nil, whatever is cached) so that the
+// next call fetches from the source: the server ended the session and the
+// client wants fresh credentials. A source that can only return the same
+// token may still hand it out again; see Reject.
+func (c *TokenCache) Invalidate(tok *oauth2.Token) { c.forget(tok, false) }
+
+// Reject forgets tok (with tok nil, whatever is cached) and makes sure it
+// is never handed out again: the server refused it. When the source returns
+// it anyway, the cache returns ErrCredentialRejected instead.
+func (c *TokenCache) Reject(tok *oauth2.Token) { c.forget(tok, true) }
+
+// maxRejected bounds the memory of rejected tokens; a client rejected this
+// often has long since given up.
+const maxRejected = 64
+
+func (c *TokenCache) forget(tok *oauth2.Token, hard bool) {
+	c.lock <- struct{}{}
+	defer func() { <-c.lock }()
+	if tok == nil {
+		tok = c.tok
+	}
+	if tok == nil || tok.AccessToken == "" {
+		return
+	}
+	if c.tok != nil && c.tok.AccessToken == tok.AccessToken {
+		c.tok = nil
+	}
+	if !hard {
+		return
+	}
+	d := digest(tok.AccessToken)
+	if _, ok := c.rejected[d]; ok {
+		return
+	}
+	c.rejected[d] = struct{}{}
+	c.order = append(c.order, d)
+	if len(c.order) > maxRejected {
+		delete(c.rejected, c.order[0])
+		c.order = c.order[1:]
+	}
+}
+
+func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, error) {
+	select {
+	case c.lock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.lock }()
+
+	now := time.Now()
+	if c.usable(c.tok, now) && (after.IsZero() || c.tok.Expiry.IsZero() || c.tok.Expiry.After(after)) {
+		return c.tok, nil
+	}
+	c.fetches.Add(1)
+	tok, err := c.src(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wsauth: token source: %w", err)
+	}
+	if tok == nil || tok.AccessToken == "" {
+		return nil, errors.New("wsauth: token source returned an empty token")
+	}
+	if _, bad := c.rejected[digest(tok.AccessToken)]; bad {
+		return nil, fmt.Errorf("wsauth: token source returned the token the server rejected: %w", ErrCredentialRejected)
+	}
+	c.tok = tok
+	return tok, nil
+}
+
+func (c *TokenCache) usable(tok *oauth2.Token, now time.Time) bool {
+	if tok == nil || tok.AccessToken == "" {
+		return false
+	}
+	if _, bad := c.rejected[digest(tok.AccessToken)]; bad {
+		return false
+	}
+	return tok.Expiry.IsZero() || now.Add(c.early).Before(tok.Expiry)
+}
+
+// digest keeps rejected tokens as hashes: the cache need not hold secrets
+// it will never send.
+func digest(s string) [32]byte { return sha256.Sum256([]byte(s)) }

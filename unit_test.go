@@ -1,0 +1,354 @@
+package wsauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+)
+
+func TestRedactorScrubsURLAndErrors(t *testing.T) {
+	r := &redactor{}
+	r.addSecret("canary-secret-token")
+	r.addParam("ticket")
+	u, err := url.Parse("ws://127.0.0.1:1/ws?ticket=canary-secret-token&room=lobby")
+	require.NoError(t, err)
+	s := r.URL(u)
+	require.NotContains(t, s, "canary-secret-token")
+	require.Contains(t, s, "room=lobby")
+	require.Contains(t, s, "ticket=REDACTED")
+
+	ue := &url.Error{Op: "Get", URL: u.String(), Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}
+	wrapped := fmt.Errorf("failed to WebSocket dial: %w", ue)
+	clean := r.Error(wrapped)
+	require.NotContains(t, clean.Error(), "canary-secret-token")
+	var op *net.OpError
+	require.ErrorAs(t, clean, &op, "the safe cause stays reachable")
+
+	plain := errors.New("server said canary-secret-token is bad")
+	require.Equal(t, "server said REDACTED is bad", r.Error(plain).Error())
+	ctxErr := fmt.Errorf("canary-secret-token: %w", context.DeadlineExceeded)
+	require.ErrorIs(t, r.Error(ctxErr), context.DeadlineExceeded)
+
+	untouched := errors.New("nothing secret here")
+	require.Same(t, untouched, r.Error(untouched))
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	s := Secret("canary-secret")
+	for _, out := range []string{s.String(), fmt.Sprint(s), fmt.Sprintf("%v %s %#v", s, s, s), s.LogValue().String()} {
+		require.NotContains(t, out, "canary-secret")
+	}
+}
+
+type countingSource struct {
+	mu    sync.Mutex
+	n     int
+	ttl   time.Duration
+	gate  chan struct{}
+	inner atomic.Int32
+	max   atomic.Int32
+	fail  error
+}
+
+func (s *countingSource) Token() (*oauth2.Token, error) {
+	cur := s.inner.Add(1)
+	defer s.inner.Add(-1)
+	for {
+		m := s.max.Load()
+		if cur <= m || s.max.CompareAndSwap(m, cur) {
+			break
+		}
+	}
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	s.n++
+	tok := &oauth2.Token{AccessToken: fmt.Sprintf("tok-%d", s.n)}
+	if s.ttl > 0 {
+		tok.Expiry = time.Now().Add(s.ttl)
+	}
+	return tok, nil
+}
+
+func TestTokenCacheCachesUntilNearExpiry(t *testing.T) {
+	src := &countingSource{ttl: time.Hour}
+	c := NewTokenCache(src, time.Minute)
+	a, err := c.Token()
+	require.NoError(t, err)
+	b, err := c.Token()
+	require.NoError(t, err)
+	require.Equal(t, a.AccessToken, b.AccessToken)
+	require.EqualValues(t, 1, c.Fetches())
+
+	short := &countingSource{ttl: 30 * time.Second}
+	c2 := NewTokenCache(short, time.Minute) // every token is already "near expiry"
+	x, _ := c2.Token()
+	y, _ := c2.Token()
+	require.NotEqual(t, x.AccessToken, y.AccessToken)
+	require.EqualValues(t, 2, c2.Fetches())
+}
+
+func TestTokenCacheRejectAndInvalidate(t *testing.T) {
+	src := &countingSource{ttl: time.Hour}
+	c := NewTokenCache(src, 0)
+	a, _ := c.Token()
+	c.Invalidate(a)
+	b, _ := c.Token()
+	require.NotEqual(t, a.AccessToken, b.AccessToken, "an invalidated token is refetched")
+
+	c.Reject(b)
+	d, err := c.Token()
+	require.NoError(t, err)
+	require.NotEqual(t, b.AccessToken, d.AccessToken)
+
+	static := NewTokenCache(StaticToken("the-static-token"), 0)
+	s1, err := static.Token()
+	require.NoError(t, err)
+	static.Invalidate(s1)
+	s2, err := static.Token()
+	require.NoError(t, err, "a soft invalidation may hand the same static token out again")
+	require.Equal(t, s1.AccessToken, s2.AccessToken)
+	static.Reject(s2)
+	_, err = static.Token()
+	require.ErrorIs(t, err, ErrCredentialRejected, "a rejected token is never handed out again")
+	require.NotContains(t, err.Error(), "the-static-token")
+}
+
+func TestTokenCacheOneFetchInFlight(t *testing.T) {
+	src := &countingSource{ttl: time.Hour, gate: make(chan struct{})}
+	c := NewTokenCache(src, 0)
+	var wg sync.WaitGroup
+	toks := make([]string, 20)
+	for i := range toks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, err := c.Token()
+			if err == nil {
+				toks[i] = tok.AccessToken
+			}
+		}()
+	}
+	close(src.gate)
+	wg.Wait()
+	require.EqualValues(t, 1, src.max.Load(), "never two fetches at once")
+	require.EqualValues(t, 1, c.Fetches(), "waiters share the one fetch")
+	for _, tok := range toks {
+		require.Equal(t, "tok-1", tok)
+	}
+}
+
+func TestTokenCacheWaitHonoursContext(t *testing.T) {
+	src := &countingSource{ttl: time.Hour, gate: make(chan struct{})}
+	c := NewTokenCache(src, 0)
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = c.Token() }()
+	require.Eventually(t, func() bool { return src.inner.Load() == 1 }, 10*time.Second, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.TokenContext(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	close(src.gate)
+	<-done
+}
+
+func TestTokenAfterReplacesTokenThatEndsTooSoon(t *testing.T) {
+	src := &countingSource{ttl: time.Hour}
+	c := NewTokenCache(src, 0)
+	a, _ := c.Token()
+	b, err := c.tokenAfter(context.Background(), time.Now().Add(30*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, a.AccessToken, b.AccessToken, "a token outliving the session is reused")
+	d, err := c.tokenAfter(context.Background(), time.Now().Add(2*time.Hour))
+	require.NoError(t, err)
+	require.NotEqual(t, a.AccessToken, d.AccessToken, "a token ending before the session is replaced")
+}
+
+func TestFullJitterStaysUnderCeilingAndSpreads(t *testing.T) {
+	b := &FullJitter{Initial: 100 * time.Millisecond, Multiplier: 2, Max: time.Second}
+	for n := 0; n < 12; n++ {
+		ceil := b.ceiling(n)
+		require.LessOrEqual(t, ceil, time.Second)
+		d := b.NextBackOff()
+		require.GreaterOrEqual(t, d, time.Duration(0))
+		require.LessOrEqual(t, d, ceil)
+	}
+	require.Equal(t, time.Second, b.ceiling(50))
+	require.Equal(t, time.Second, b.ceiling(5000), "no overflow")
+
+	// Full jitter: draws for one attempt cover the whole [0, ceiling) range,
+	// unlike equal jitter which never goes below half the ceiling.
+	var low, high int
+	for i := 0; i < 2000; i++ {
+		b.Reset()
+		for j := 0; j < 4; j++ {
+			b.NextBackOff()
+		}
+		d := b.NextBackOff() // ceiling 1s
+		if d < 250*time.Millisecond {
+			low++
+		}
+		if d > 750*time.Millisecond {
+			high++
+		}
+	}
+	require.Greater(t, low, 300)
+	require.Greater(t, high, 300)
+
+	capped := &FullJitter{MaxAttempts: 2}
+	require.NotEqual(t, backoff.Stop, capped.NextBackOff())
+	require.NotEqual(t, backoff.Stop, capped.NextBackOff())
+	require.Equal(t, backoff.Stop, capped.NextBackOff())
+	capped.Reset()
+	require.NotEqual(t, backoff.Stop, capped.NextBackOff())
+}
+
+func TestDefaultClassifyTable(t *testing.T) {
+	netErr := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	for _, tc := range []struct {
+		name string
+		e    Ending
+		want Action
+	}{
+		{"client close", Ending{Local: true, Err: ErrClosed}, ActionStop},
+		{"cancelled context", Ending{Local: true, Err: context.Canceled}, ActionStop},
+		{"1008", Ending{Code: 1008, Err: &CloseError{Code: 1008}}, ActionReauth},
+		{"handshake 401", Ending{HTTPStatus: 401, Phase: PhaseHandshake}, ActionReauth},
+		{"handshake 403", Ending{HTTPStatus: 403, Phase: PhaseHandshake}, ActionReauth},
+		{"ticket 401", Ending{HTTPStatus: 401, Phase: PhaseCredentials}, ActionReauth},
+		{"429", Ending{HTTPStatus: 429, RetryAfter: time.Second}, ActionRetry},
+		{"503", Ending{HTTPStatus: 503}, ActionRetry},
+		{"500", Ending{HTTPStatus: 500}, ActionRetry},
+		{"server 1000", Ending{Code: 1000}, ActionRetry},
+		{"1001", Ending{Code: 1001}, ActionRetry},
+		{"1011", Ending{Code: 1011}, ActionRetry},
+		{"1012", Ending{Code: 1012}, ActionRetry},
+		{"1013", Ending{Code: 1013}, ActionRetry},
+		{"4000 app code", Ending{Code: 4000}, ActionRetry},
+		{"network error", Ending{Err: netErr}, ActionRetry},
+		{"dial timeout", Ending{Err: context.DeadlineExceeded, Phase: PhaseHandshake}, ActionRetry},
+		{"ping timeout", Ending{Err: ErrPingTimeout, Phase: PhaseConnected}, ActionRetry},
+		{"protocol error 1002", Ending{Code: 1002}, ActionRetry},
+		{"1009", Ending{Code: 1009}, ActionRetry},
+		{"no fresh credential", Ending{Err: ErrCredentialRejected}, ActionReauth},
+		{"auth_invalid message", Ending{Err: &AuthError{Message: "bad"}}, ActionReauth},
+		{"insecure transport", Ending{Err: fmt.Errorf("x: %w", ErrInsecureTransport)}, ActionStop},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, DefaultClassify(tc.e))
+		})
+	}
+	for _, c := range []StatusCode{1002, 1003, 1007, 1009, 1010} {
+		require.True(t, isProtocolError(c), c)
+	}
+	for _, c := range []StatusCode{1000, 1001, 1006, 1008, 1011} {
+		require.False(t, isProtocolError(c), c)
+	}
+}
+
+func TestSessionEndedVersusRejected(t *testing.T) {
+	require.False(t, Ending{Phase: PhaseHandshake, HTTPStatus: 401}.sessionEnded(time.Second))
+	require.False(t, Ending{Phase: PhaseConnected, Uptime: 10 * time.Millisecond}.sessionEnded(time.Second))
+	require.True(t, Ending{Phase: PhaseConnected, Uptime: 2 * time.Second}.sessionEnded(time.Second))
+	require.True(t, Ending{Phase: PhaseConnected, Uptime: 10 * time.Millisecond, atExpiry: true}.sessionEnded(time.Second))
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	require.Equal(t, 3*time.Second, parseRetryAfter("3", now))
+	require.Equal(t, time.Duration(0), parseRetryAfter("-1", now))
+	require.Equal(t, time.Duration(0), parseRetryAfter("soon", now))
+	require.Equal(t, time.Duration(0), parseRetryAfter("", now))
+	require.Equal(t, 90*time.Second, parseRetryAfter(now.Add(90*time.Second).Format(httpTimeFormat), now))
+}
+
+const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+func TestSendQueueOrderLimitAndCancel(t *testing.T) {
+	q := newSendQueue(3)
+	items := make([]*sendItem, 3)
+	for i := range items {
+		items[i] = &sendItem{data: []byte{byte(i)}, done: make(chan error, 1)}
+		require.NoError(t, q.push(items[i]))
+	}
+	require.ErrorIs(t, q.push(&sendItem{done: make(chan error, 1)}), ErrQueueFull)
+	require.True(t, q.remove(items[1]), "a queued item can be withdrawn")
+	require.False(t, q.remove(items[1]))
+	stop := make(chan struct{})
+	it, ok := q.take(stop)
+	require.True(t, ok)
+	require.Equal(t, byte(0), it.data[0])
+	require.False(t, q.remove(it), "a taken item cannot be withdrawn")
+	q.pushFront(it)
+	it, _ = q.take(stop)
+	require.Equal(t, byte(0), it.data[0], "pushFront keeps order")
+	it, _ = q.take(stop)
+	require.Equal(t, byte(2), it.data[0])
+	close(stop)
+	_, ok = q.take(stop)
+	require.False(t, ok)
+
+	q2 := newSendQueue(10)
+	pending := &sendItem{done: make(chan error, 1)}
+	require.NoError(t, q2.push(pending))
+	q2.close(ErrClosed)
+	require.ErrorIs(t, <-pending.done, ErrClosed, "pending sends fail with the stop cause")
+	require.ErrorIs(t, q2.push(&sendItem{done: make(chan error, 1)}), ErrClosed)
+}
+
+func TestDefaultDialectInspect(t *testing.T) {
+	d := DefaultDialect
+	require.Equal(t, InboundData, d.Inspect(MessageText, []byte(`hello`)).Kind)
+	require.Equal(t, InboundData, d.Inspect(MessageText, []byte(`{"type":"chat","text":"refresh_ok"}`)).Kind)
+	require.Equal(t, InboundData, d.Inspect(MessageBinary, []byte(`{"type":"refresh_ok"}`)).Kind)
+	in := d.Inspect(MessageText, []byte(`{"type":"refresh_ok","expires_in":1.5}`))
+	require.Equal(t, InboundRefreshOK, in.Kind)
+	require.Equal(t, 1500*time.Millisecond, in.ExpiresIn)
+	require.Equal(t, InboundRefreshFailed, d.Inspect(MessageText, []byte(`{"type":"refresh_failed","reason":"rate limited"}`)).Kind)
+	require.Equal(t, InboundExpiring, d.Inspect(MessageText, []byte(`{"type":"expiring","expires_in":5}`)).Kind)
+	require.Equal(t, InboundGoingAway, d.Inspect(MessageText, []byte(`{"type":"going_away"}`)).Kind)
+	require.Equal(t, InboundData, d.Inspect(MessageText, []byte(`{"type":"refresh_ok"`)).Kind, "broken JSON is the application's")
+	msg, err := d.RefreshMessage(`to"ken`)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"type":"refresh","token":"to\"ken"}`, string(msg))
+}
+
+func TestRenewAtSpreadsWithinWindow(t *testing.T) {
+	from := time.Unix(0, 0)
+	exp := from.Add(time.Hour)
+	// Default lead is a fifth of the lifetime; jitter subtracts up to half of it again.
+	earliestAt := exp.Add(-12*time.Minute - 6*time.Minute)
+	latestAt := exp.Add(-12 * time.Minute)
+	require.Equal(t, latestAt, renewAt(from, exp, 0, func() float64 { return 0 }))
+	got := renewAt(from, exp, 0, func() float64 { return math.Nextafter(1, 0) })
+	require.WithinDuration(t, earliestAt, got, time.Millisecond)
+
+	short := renewAt(from, from.Add(time.Second), 0, func() float64 { return 0 })
+	require.Equal(t, from.Add(500*time.Millisecond), short, "the lead never exceeds half the lifetime")
+
+	// 1000 clients with the same lifetime refresh at spread-out times.
+	var offs []time.Duration
+	for i := 0; i < 1000; i++ {
+		offs = append(offs, renewAt(from, exp, 0, rand.Float64).Sub(from))
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	require.Greater(t, offs[len(offs)-1]-offs[0], 5*time.Minute)
+}
