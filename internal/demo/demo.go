@@ -1,0 +1,418 @@
+// Package demo is the guided tour of wsauth that `go run ./examples/demo`
+// and `wsauth demo` run: the reference server in-process on loopback, and
+// the client connecting with every credential pattern, refreshing its
+// session, re-authenticating after a 1008, riding out a server outage, and
+// being refused where it should be.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wsauth/wsauth"
+	"github.com/wsauth/wsauth/server"
+)
+
+// Options tunes the demo's output.
+type Options struct {
+	// Color adds ANSI colours; set it only when the output is a terminal.
+	Color bool
+}
+
+// Run plays every step, writing the timeline to w. It returns an error
+// naming the steps that did not behave.
+func Run(ctx context.Context, w io.Writer, o Options) error {
+	d := &tour{w: w, color: o.Color, start: time.Now()}
+	if err := d.startServer(); err != nil {
+		return err
+	}
+	defer d.stopServer()
+	d.say("server", "reference server on %s: every pattern, session lifetime %s", d.addr, sessionTTL)
+
+	steps := []struct {
+		title string
+		run   func(context.Context) error
+	}{
+		{"ticket: POST /api/ws-ticket with a bearer token, dial with ?ticket=…", d.ticket},
+		{"query token: the token itself in ?token=… (short-lived tokens only)", d.query},
+		{"first message: upgrade, then {\"type\":\"auth\",\"token\":…} within 5s", d.firstMessage},
+		{"cookie: log in, then the session cookie rides the handshake", d.cookie},
+		{"Authorization header on the handshake (not possible in browsers)", d.header},
+		{"bearer token in Sec-WebSocket-Protocol, Kubernetes style", d.subprotocol},
+		{"OAuth 2.0 client credentials feeding the token cache", d.clientCredentials},
+		{"proactive refresh: the session outlives its lifetime on one connection", d.refresh},
+		{"server closes 1008: fresh credentials, immediate reconnect", d.reauth},
+		{"server down for a while: backoff with full jitter, then recovery", d.outage},
+		{"refused: a replayed ticket", d.replayedTicket},
+		{"refused: a foreign Origin on a cookie-authenticated socket", d.wrongOrigin},
+		{"refused: a revoked principal gives up after 3 rejections, never loops", d.revoked},
+	}
+	var failed []string
+	for i, s := range steps {
+		d.heading(i+1, s.title)
+		sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+		err := s.run(sctx)
+		cancel()
+		if err != nil {
+			d.bad("step %d failed: %v", i+1, err)
+			failed = append(failed, fmt.Sprint(i+1))
+			continue
+		}
+		d.good("as expected")
+	}
+	d.line("")
+	if len(failed) > 0 {
+		d.bad("%d of %d steps misbehaved: %s", len(failed), len(steps), strings.Join(failed, ", "))
+		return fmt.Errorf("demo: steps %s misbehaved", strings.Join(failed, ", "))
+	}
+	d.good("all %d steps behaved in %s", len(steps), time.Since(d.start).Round(time.Millisecond))
+	return nil
+}
+
+const (
+	sessionTTL  = 2 * time.Second
+	stepTimeout = 10 * time.Second
+	password    = "demo-password"
+)
+
+type tour struct {
+	w     io.Writer
+	color bool
+	start time.Time
+	outMu sync.Mutex
+
+	mu     sync.Mutex
+	addr   string
+	srv    *server.Server
+	hs     *http.Server
+	issuer *server.HMACIssuer
+}
+
+func (d *tour) startServer() error {
+	iss, err := server.NewHMACIssuer(server.RandomKey())
+	if err != nil {
+		return err
+	}
+	d.issuer = iss
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	d.addr = ln.Addr().String()
+	return d.serve(ln)
+}
+
+func (d *tour) serve(ln net.Listener) error {
+	srv, err := server.New(server.Config{
+		Verifier:       d.issuer,
+		Issuer:         d.issuer,
+		Handler:        app(),
+		Users:          map[string]string{"alice": password},
+		Clients:        map[string]string{"reporting-bot": "bot-secret"},
+		Subprotocols:   []string{"chat.v1"},
+		AllowedOrigins: []string{"https://app.example.com"},
+		SessionTTL:     sessionTTL,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(ln)
+	d.mu.Lock()
+	d.srv, d.hs = srv, hs
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *tour) stopServer() {
+	d.mu.Lock()
+	srv, hs := d.srv, d.hs
+	d.srv, d.hs = nil, nil
+	d.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	// Hijacked WebSockets outlive http.Server.Close; the reference server
+	// closes them itself.
+	srv.Close()
+	hs.Close()
+}
+
+func (d *tour) server() *server.Server {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.srv
+}
+
+// app echoes, and answers "whoami" with who the server thinks is there.
+func app() server.Handler {
+	return server.HandlerFunc(func(ctx context.Context, c *server.Conn) {
+		for {
+			typ, data, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if string(data) == "whoami" {
+				p := c.Principal()
+				data = []byte(fmt.Sprintf("you are %s, authenticated by %s", p.Subject, p.Method))
+			}
+			if c.Write(ctx, typ, data) != nil {
+				return
+			}
+		}
+	})
+}
+
+func (d *tour) url(path string) string    { return "http://" + d.addr + path }
+func (d *tour) wsURL() string             { return "ws://" + d.addr + "/ws" }
+func (d *tour) tokens(sub string) *minter { return &minter{iss: d.issuer, sub: sub} }
+
+// options are the client options every step starts from: events on the
+// timeline, quick backoff so the demo is short.
+func (d *tour) options(auth wsauth.Authenticator) *wsauth.Options {
+	return &wsauth.Options{
+		Auth:    auth,
+		OnEvent: func(e wsauth.Event) { d.event(e) },
+		Backoff: &wsauth.FullJitter{Initial: 100 * time.Millisecond, Multiplier: 2, Max: time.Second},
+	}
+}
+
+// connectAndAsk dials, asks whoami, checks the answer names the method.
+func (d *tour) connectAndAsk(ctx context.Context, auth wsauth.Authenticator, method string) error {
+	c, err := wsauth.Dial(ctx, d.wsURL(), d.options(auth))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	answer, err := d.ask(ctx, c, "whoami")
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(answer, "by "+method) {
+		return fmt.Errorf("server says %q, want method %s", answer, method)
+	}
+	if sp := c.Subprotocol(); sp != "" {
+		d.say("client", "subprotocol %q selected; the bearer entry was never echoed", sp)
+	}
+	return nil
+}
+
+func (d *tour) ask(ctx context.Context, c *wsauth.Client, q string) (string, error) {
+	if err := c.SendText(ctx, q); err != nil {
+		return "", err
+	}
+	_, data, err := c.Receive(ctx)
+	if err != nil {
+		return "", err
+	}
+	d.say("app", "%s → %q", q, data)
+	return string(data), nil
+}
+
+func (d *tour) ticket(ctx context.Context) error {
+	return d.connectAndAsk(ctx, &wsauth.TicketAuth{Endpoint: d.url("/api/ws-ticket"), Tokens: d.tokens("alice")}, "ticket")
+}
+
+func (d *tour) query(ctx context.Context) error {
+	return d.connectAndAsk(ctx, &wsauth.QueryAuth{Tokens: d.tokens("alice")}, "query")
+}
+
+func (d *tour) firstMessage(ctx context.Context) error {
+	return d.connectAndAsk(ctx, &wsauth.FirstMessageAuth{Tokens: d.tokens("alice")}, "first-message")
+}
+
+func (d *tour) cookie(ctx context.Context) error {
+	return d.connectAndAsk(ctx, &wsauth.CookieAuth{
+		LoginURL:  d.url("/api/login"),
+		LoginBody: []byte(`{"username":"alice","password":"` + password + `"}`),
+		Origin:    "https://app.example.com",
+	}, "cookie")
+}
+
+func (d *tour) header(ctx context.Context) error {
+	return d.connectAndAsk(ctx, &wsauth.HeaderAuth{Tokens: d.tokens("alice")}, "header")
+}
+
+func (d *tour) subprotocol(ctx context.Context) error {
+	return d.connectAndAsk(ctx, &wsauth.SubprotocolAuth{Tokens: d.tokens("alice"), Subprotocol: "chat.v1"}, "subprotocol")
+}
+
+func (d *tour) clientCredentials(ctx context.Context) error {
+	src := clientCredentials(d.url("/oauth/token"), "reporting-bot", "bot-secret")
+	return d.connectAndAsk(ctx, &wsauth.FirstMessageAuth{Tokens: src}, "first-message")
+}
+
+func (d *tour) refresh(ctx context.Context) error {
+	refreshed := make(chan struct{}, 8)
+	o := d.options(&wsauth.FirstMessageAuth{Tokens: d.tokens("alice")})
+	o.OnEvent = func(e wsauth.Event) {
+		d.event(e)
+		if e.Kind == wsauth.EventRefreshed {
+			refreshed <- struct{}{}
+		}
+	}
+	c, err := wsauth.Dial(ctx, d.wsURL(), o)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := 0; i < 3; i++ {
+		select {
+		case <-refreshed:
+		case <-ctx.Done():
+			return errors.New("no refresh before the step's deadline")
+		}
+	}
+	_, err = d.ask(ctx, c, "still the same connection after 3 refreshes?")
+	return err
+}
+
+func (d *tour) reauth(ctx context.Context) error {
+	connected := make(chan struct{}, 4)
+	o := d.options(&wsauth.FirstMessageAuth{Tokens: d.tokens("alice")})
+	o.OnEvent = func(e wsauth.Event) {
+		d.event(e)
+		if e.Kind == wsauth.EventConnected {
+			connected <- struct{}{}
+		}
+	}
+	c, err := wsauth.Dial(ctx, d.wsURL(), o)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	<-connected
+	n := d.server().CloseAll(websocket.StatusPolicyViolation, "Unauthorized")
+	d.say("server", "closed %d connection with 1008 \"Unauthorized\"", n)
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		return errors.New("no reconnect")
+	}
+	_, err = d.ask(ctx, c, "whoami")
+	return err
+}
+
+func (d *tour) outage(ctx context.Context) error {
+	c, err := wsauth.Dial(ctx, d.wsURL(), d.options(&wsauth.TicketAuth{Endpoint: d.url("/api/ws-ticket"), Tokens: d.tokens("alice")}))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	d.stopServer()
+	d.say("server", "down")
+	down := 1500 * time.Millisecond
+	// While the server is down, a send waits in the queue.
+	sent := make(chan error, 1)
+	go func() { sent <- c.SendText(ctx, "queued while the server was down") }()
+	select {
+	case <-time.After(down):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	ln, err := net.Listen("tcp", d.addr)
+	if err != nil {
+		return fmt.Errorf("restarting the server: %w", err)
+	}
+	if err := d.serve(ln); err != nil {
+		return err
+	}
+	d.say("server", "back after %s", down)
+	if err := <-sent; err != nil {
+		return err
+	}
+	_, data, err := c.Receive(ctx)
+	if err != nil {
+		return err
+	}
+	d.say("app", "echo of the queued send: %q", data)
+	return nil
+}
+
+func (d *tour) replayedTicket(ctx context.Context) error {
+	bearer, _ := d.tokens("alice").Token()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.url("/api/ws-ticket"), nil)
+	req.Header.Set("Authorization", "Bearer "+bearer.AccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	ticket, err := readTicket(resp)
+	if err != nil {
+		return err
+	}
+	u := d.wsURL() + "?ticket=" + ticket
+	for i, want := range []string{"accepted", "refused"} {
+		ws, _, err := websocket.Dial(ctx, u, nil)
+		if err != nil {
+			return err
+		}
+		// The server refuses after the upgrade, so a browser can see why.
+		ws.SetReadLimit(1 << 10)
+		rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, _, rerr := ws.Read(rctx)
+		cancel()
+		ws.CloseNow()
+		code, reason := websocket.CloseStatus(rerr), closeReason(rerr)
+		got := "accepted"
+		if code == websocket.StatusPolicyViolation {
+			got = "refused"
+			d.say("server", "use %d of the same ticket: close %d %q", i+1, code, reason)
+		} else {
+			d.say("server", "use %d of the ticket: accepted", i+1)
+		}
+		if got != want {
+			return fmt.Errorf("use %d of one ticket was %s", i+1, got)
+		}
+	}
+	return nil
+}
+
+func (d *tour) wrongOrigin(ctx context.Context) error {
+	o := d.options(&wsauth.CookieAuth{
+		LoginURL:  d.url("/api/login"),
+		LoginBody: []byte(`{"username":"alice","password":"` + password + `"}`),
+		Origin:    "https://evil.example",
+	})
+	o.MaxAuthFailures = 1
+	_, err := wsauth.Dial(ctx, d.wsURL(), o)
+	var he *wsauth.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusForbidden {
+		return fmt.Errorf("want a 403 before the upgrade, got %v", err)
+	}
+	d.say("client", "refused before the upgrade: %d, no WebSocket was opened", he.StatusCode)
+	return nil
+}
+
+func (d *tour) revoked(ctx context.Context) error {
+	o := d.options(&wsauth.HeaderAuth{Tokens: d.tokens("mallory")})
+	o.MaxAuthFailures = 3
+	c, err := wsauth.Dial(ctx, d.wsURL(), o)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	d.server().Revoke("mallory")
+	d.say("server", "revoked mallory")
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		return errors.New("the client kept trying")
+	}
+	var gu *wsauth.GaveUpError
+	if !errors.As(c.Err(), &gu) || gu.Why != "authentication" {
+		return fmt.Errorf("want a GaveUpError for authentication, got %v", c.Err())
+	}
+	d.say("client", "gave up after %d rejections in a row (last: HTTP %d)", 3, gu.HTTPStatus)
+	return nil
+}

@@ -1,0 +1,159 @@
+package demo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/wsauth/wsauth"
+	"github.com/wsauth/wsauth/server"
+)
+
+const (
+	reset  = "\x1b[0m"
+	dim    = "\x1b[2m"
+	bold   = "\x1b[1m"
+	green  = "\x1b[32m"
+	red    = "\x1b[31m"
+	yellow = "\x1b[33m"
+	cyan   = "\x1b[36m"
+)
+
+func (d *tour) paint(code, s string) string {
+	if !d.color {
+		return s
+	}
+	return code + s + reset
+}
+
+func (d *tour) line(s string) {
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	fmt.Fprintln(d.w, s)
+}
+
+func (d *tour) stamp() string {
+	return d.paint(dim, fmt.Sprintf("%+8.3fs", time.Since(d.start).Seconds()))
+}
+
+func (d *tour) heading(n int, title string) {
+	d.line("")
+	d.line(d.paint(bold, fmt.Sprintf("── %d. %s", n, title)))
+}
+
+func (d *tour) say(who, format string, args ...any) {
+	d.line(fmt.Sprintf("%s  %-7s %s", d.stamp(), who, fmt.Sprintf(format, args...)))
+}
+
+func (d *tour) good(format string, args ...any) {
+	d.line(fmt.Sprintf("%s  %s", d.stamp(), d.paint(green, "✔ "+fmt.Sprintf(format, args...))))
+}
+
+func (d *tour) bad(format string, args ...any) {
+	d.line(fmt.Sprintf("%s  %s", d.stamp(), d.paint(red, "✘ "+fmt.Sprintf(format, args...))))
+}
+
+// event puts a client event on the timeline.
+func (d *tour) event(e wsauth.Event) {
+	var msg string
+	switch e.Kind {
+	case wsauth.EventConnecting:
+		msg = fmt.Sprintf("connecting (attempt %d, credentials: %s)", e.Attempt, e.Reason)
+	case wsauth.EventAuthenticating:
+		msg = "upgraded, authenticating"
+	case wsauth.EventConnected:
+		msg = d.paint(cyan, "connected") + expiry(e.Expiry)
+	case wsauth.EventRefreshed:
+		msg = d.paint(cyan, "refreshed in place") + expiry(e.Expiry)
+	case wsauth.EventRefreshFailed:
+		msg = d.paint(yellow, "refresh failed: ") + e.Err.Error()
+	case wsauth.EventRotated:
+		msg = d.paint(cyan, "rotated to a new connection") + expiry(e.Expiry)
+	case wsauth.EventReconnecting:
+		cause := ""
+		switch {
+		case e.Code != 0:
+			cause = fmt.Sprintf("close %d %q", int(e.Code), e.CloseReason)
+		case e.HTTPStatus != 0:
+			cause = fmt.Sprintf("HTTP %d", e.HTTPStatus)
+		case e.Err != nil:
+			cause = shorten(e.Err.Error())
+		}
+		msg = d.paint(yellow, fmt.Sprintf("reconnecting (%s) in %s", e.Action, e.Delay.Round(time.Millisecond))) + ": " + cause
+	case wsauth.EventStopped:
+		if e.Err == nil {
+			msg = "closed"
+		} else {
+			msg = d.paint(yellow, "stopped: ") + shorten(e.Err.Error())
+		}
+	default:
+		msg = e.String()
+	}
+	d.say("client", "%s", msg)
+}
+
+func expiry(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf(", session ends in %s", time.Until(t).Round(100*time.Millisecond))
+}
+
+// shorten keeps a long network error on one readable line.
+func shorten(s string) string {
+	if i := strings.LastIndex(s, ": "); i > 0 && len(s) > 90 {
+		return "…" + s[i:]
+	}
+	return s
+}
+
+// minter mints a new token from the issuer on every call, as an identity
+// provider would.
+type minter struct {
+	iss *server.HMACIssuer
+	sub string
+}
+
+func (m *minter) Token() (*oauth2.Token, error) {
+	const ttl = time.Hour
+	tok, err := m.iss.Issue(m.sub, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Token{AccessToken: tok, TokenType: "Bearer", Expiry: time.Now().Add(ttl)}, nil
+}
+
+func clientCredentials(tokenURL, id, secret string) oauth2.TokenSource {
+	cfg := &clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: tokenURL}
+	return wsauth.TokenFunc(cfg.Token)
+}
+
+func readTicket(resp *http.Response) (string, error) {
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("ticket endpoint: %s", resp.Status)
+	}
+	var out struct {
+		Ticket string `json:"ticket"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out); err != nil || out.Ticket == "" {
+		return "", errors.New("ticket endpoint: no ticket in the answer")
+	}
+	return out.Ticket, nil
+}
+
+func closeReason(err error) string {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Reason
+	}
+	return ""
+}
