@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"sort"
 	"time"
 )
 
@@ -99,6 +100,28 @@ type Dialect interface {
 // expiring or going_away are consumed by the client; applications on this
 // dialect must not use those types for their own messages.
 var DefaultDialect Dialect = defaultDialect{}
+
+// builtinDialects are the dialects known by name, for configuration files
+// and the command line.
+var builtinDialects = map[string]Dialect{
+	DefaultDialect.Name(): DefaultDialect,
+}
+
+// DialectNamed returns the built-in dialect called name.
+func DialectNamed(name string) (Dialect, bool) {
+	d, ok := builtinDialects[name]
+	return d, ok
+}
+
+// DialectNames lists the names of the built-in dialects, sorted.
+func DialectNames() []string {
+	names := make([]string, 0, len(builtinDialects))
+	for n := range builtinDialects {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
 
 type defaultDialect struct{}
 

@@ -352,3 +352,13 @@ func TestRenewAtSpreadsWithinWindow(t *testing.T) {
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 	require.Greater(t, offs[len(offs)-1]-offs[0], 5*time.Minute)
 }
+
+func TestDialectRegistry(t *testing.T) {
+	d, ok := DialectNamed("wsauth")
+	require.True(t, ok)
+	require.Equal(t, DefaultDialect, d)
+	_, ok = DialectNamed("no-such-dialect")
+	require.False(t, ok)
+	require.Contains(t, DialectNames(), "wsauth")
+	require.True(t, sort.StringsAreSorted(DialectNames()))
+}
