@@ -390,7 +390,7 @@ func (c *Client) Send(ctx context.Context, typ MessageType, data []byte) error {
 	case err := <-it.done:
 		return err
 	case <-ctx.Done():
-		if c.queue.remove(it) {
+		if c.queue.cancel(it, ctx.Err()) {
 			return ctx.Err()
 		}
 		// A writer has it: the outcome is moments away (bounded by

@@ -14,6 +14,10 @@ type sendItem struct {
 	// elem is the item's place in the queue; nil once a writer took it or
 	// it was removed. Guarded by the queue's mutex.
 	elem *list.Element
+	// abandoned is the error of a Send that gave up while a writer held
+	// the item; if the writer hands it back unwritten, that is the result.
+	// Guarded by the queue's mutex.
+	abandoned error
 }
 
 // sendQueue is the client's bounded FIFO of sends. It outlives physical
@@ -55,6 +59,10 @@ func (q *sendQueue) push(it *sendItem) error {
 func (q *sendQueue) pushFront(it *sendItem) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if it.abandoned != nil {
+		it.done <- it.abandoned
+		return
+	}
 	if q.err != nil {
 		it.done <- q.err
 		return
@@ -63,13 +71,15 @@ func (q *sendQueue) pushFront(it *sendItem) {
 	q.signal()
 }
 
-// remove takes it out of the queue if no writer has taken it yet, and
-// reports whether it did: a Send whose context ended before its message
-// was taken is never written later.
-func (q *sendQueue) remove(it *sendItem) bool {
+// cancel withdraws it for a Send whose context ended with err. It reports
+// whether the item was still queued: then it will never be written. When a
+// writer holds it, the writer's outcome stands, except that an item handed
+// back unwritten ends with err instead of waiting for the next connection.
+func (q *sendQueue) cancel(it *sendItem, err error) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if it.elem == nil {
+		it.abandoned = err
 		return false
 	}
 	q.items.Remove(it.elem)

@@ -290,13 +290,11 @@ func TestSendQueueOrderLimitAndCancel(t *testing.T) {
 		require.NoError(t, q.push(items[i]))
 	}
 	require.ErrorIs(t, q.push(&sendItem{done: make(chan error, 1)}), ErrQueueFull)
-	require.True(t, q.remove(items[1]), "a queued item can be withdrawn")
-	require.False(t, q.remove(items[1]))
+	require.True(t, q.cancel(items[1], context.Canceled), "a queued item can be withdrawn")
 	stop := make(chan struct{})
 	it, ok := q.take(stop)
 	require.True(t, ok)
 	require.Equal(t, byte(0), it.data[0])
-	require.False(t, q.remove(it), "a taken item cannot be withdrawn")
 	q.pushFront(it)
 	it, _ = q.take(stop)
 	require.Equal(t, byte(0), it.data[0], "pushFront keeps order")
@@ -305,6 +303,18 @@ func TestSendQueueOrderLimitAndCancel(t *testing.T) {
 	close(stop)
 	_, ok = q.take(stop)
 	require.False(t, ok)
+
+	// A Send that gives up while a writer holds its item: if the writer
+	// hands it back unwritten, the item ends with the Send's error rather
+	// than waiting for the next connection.
+	held := &sendItem{done: make(chan error, 1)}
+	require.NoError(t, q.push(held))
+	it, _ = q.take(make(chan struct{}))
+	require.Same(t, held, it)
+	require.False(t, q.cancel(held, context.DeadlineExceeded), "a taken item cannot be withdrawn")
+	q.pushFront(held)
+	require.ErrorIs(t, <-held.done, context.DeadlineExceeded)
+	require.Equal(t, 0, q.len())
 
 	q2 := newSendQueue(10)
 	pending := &sendItem{done: make(chan error, 1)}
