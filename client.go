@@ -142,7 +142,7 @@ type Options struct {
 	Classify func(Ending) Action
 
 	// Renewal picks how the session is kept alive past its expiry. Default
-	// RenewAuto.
+	// RenewRefresh.
 	Renewal Renewal
 	// TokenSource supplies the tokens of refresh messages. Default: the
 	// provider's token source when it has one (every built-in provider but
@@ -368,7 +368,7 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 //     authenticated connection. Like any socket write, it can still be lost
 //     if that connection dies before the server reads it;
 //   - ErrQueueFull at once when Options.SendQueue sends are waiting;
-//   - ctx's error if ctx ended before a writer took the message: it was
+//   - ctx's error if ctx ended while the message was still queued: it was
 //     removed from the queue and will never be written;
 //   - an error wrapping ErrDeliveryUnknown if the connection failed while
 //     the frame was being written;
@@ -382,20 +382,27 @@ func (c *Client) Send(ctx context.Context, typ MessageType, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	it := &sendItem{typ: typ, data: data, done: make(chan error, 1)}
-	if err := c.queue.push(it); err != nil {
+	it, err := c.queue.enqueue()
+	if err != nil {
 		return err
 	}
-	select {
-	case err := <-it.done:
-		return err
-	case <-ctx.Done():
-		if c.queue.cancel(it, ctx.Err()) {
+	for {
+		pc, err := c.queue.turn(it)
+		if err != nil {
+			return err
+		}
+		if pc != nil {
+			// Once writing, the frame is finished whatever ctx does
+			// (bounded by WriteTimeout): a half-written frame would kill
+			// the connection.
+			return pc.writeQueued(typ, data)
+		}
+		select {
+		case <-it.wake:
+		case <-ctx.Done():
+			c.queue.cancel(it)
 			return ctx.Err()
 		}
-		// A writer has it: the outcome is moments away (bounded by
-		// WriteTimeout) and is the truth about this message.
-		return <-it.done
 	}
 }
 
@@ -485,7 +492,7 @@ func (c *Client) closeWith(code StatusCode, reason string, cause error) {
 	<-c.done
 	// The dispatcher delivers what is pending and exits; a Close called
 	// from the event callback must not wait for itself.
-	if !c.events.inCallback.Load() {
+	if !c.events.onDispatcher() {
 		<-c.events.done
 	}
 }
@@ -554,7 +561,7 @@ func (c *Client) run() {
 		c.mu.Lock()
 		c.lastErr = end.Err
 		c.mu.Unlock()
-		if end.Code != 0 || end.HTTPStatus != 0 {
+		if end.Code != 0 || end.HTTPStatus != 0 || isAuthError(end.Err) {
 			verdict = end
 		}
 		if end.Uptime >= c.o.StableAfter {
@@ -615,6 +622,13 @@ func (c *Client) run() {
 			return
 		}
 	}
+}
+
+// isAuthError reports an in-band refusal (a dialect's auth_invalid, an
+// error reply): a verdict of the server as much as a close code is.
+func isAuthError(err error) bool {
+	var ae *AuthError
+	return errors.As(err, &ae)
 }
 
 // classify applies the override, the dialect, the extra reauth codes and
@@ -758,7 +772,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	if opened.ExpiresIn > 0 {
 		expiry = earliest(expiry, now.Add(opened.ExpiresIn))
 	}
-	pc := newPhysConn(c, ws, red, now, expiry, !rotating)
+	pc := newPhysConn(c, ws, red, now, expiry, !rotating, opened.Pending)
 	return pc, Ending{}
 }
 

@@ -14,8 +14,8 @@ import (
 // physConn is one physical, authenticated WebSocket of a Client. It runs
 // one long-lived reader (coder/websocket only processes pongs while a read
 // is in progress, and a read whose context ends closes the connection, so
-// there are no per-read deadlines), a pinger, and, while it is the live
-// connection, a writer that takes from the client's send queue.
+// there are no per-read deadlines) and a pinger. While it is the live
+// connection, queued sends are written to it by the Send whose turn it is.
 type physConn struct {
 	c   *Client
 	ws  *websocket.Conn
@@ -45,11 +45,13 @@ type physConn struct {
 
 	// control carries the dialect's protocol messages to the supervisor.
 	control chan Inbound
+	// pending are messages the dialect's Open read past the end of the
+	// exchange (Opened.Pending); the reader handles them first.
+	pending [][]byte
 
-	stopWriting   chan struct{}
-	stopOnce      sync.Once
-	writerDone    chan struct{}
-	writerStarted atomic.Bool
+	// writeTimer fails the connection when a queued write outlasts
+	// Options.WriteTimeout.
+	writeTimer *time.Timer
 
 	delivering atomic.Bool
 	reads      atomic.Int64
@@ -57,7 +59,7 @@ type physConn struct {
 	downOnce   sync.Once
 }
 
-func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.Time, gateOpen bool) *physConn {
+func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.Time, gateOpen bool, pending [][]byte) *physConn {
 	// Not derived from the client's context: on Close the supervisor still
 	// needs a live reader for the close handshake, and cancels this one
 	// itself.
@@ -65,12 +67,13 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 	pc := &physConn{
 		c: c, ws: ws, red: red, ctx: ctx, cancel: cancel,
 		connectedAt: now, obtained: now, expiry: expiry,
-		gate:        make(chan struct{}),
-		dead:        make(chan struct{}),
-		control:     make(chan Inbound, 16),
-		stopWriting: make(chan struct{}),
-		writerDone:  make(chan struct{}),
+		gate:    make(chan struct{}),
+		dead:    make(chan struct{}),
+		control: make(chan Inbound, 16),
+		pending: pending,
 	}
+	pc.writeTimer = time.AfterFunc(time.Hour, func() { pc.fail(errWriteTimeout) })
+	pc.writeTimer.Stop()
 	if gateOpen {
 		pc.openGate()
 	}
@@ -92,8 +95,10 @@ func (pc *physConn) fail(err error) {
 	pc.failOnce.Do(func() {
 		pc.err = err
 		close(pc.dead)
-		pc.stopOnce.Do(func() { close(pc.stopWriting) })
 		pc.cancel()
+		// Reads and queued writes carry no context; closing the socket is
+		// what ends them.
+		_ = pc.ws.CloseNow()
 	})
 }
 
@@ -106,20 +111,12 @@ func (pc *physConn) isDead() bool {
 	}
 }
 
-// startWriter makes this the connection that drains the send queue.
-func (pc *physConn) startWriter() {
-	pc.writerStarted.Store(true)
-	pc.wg.Add(1)
-	go pc.writeLoop()
-}
+// startWriter makes this the connection queued sends are written to.
+func (pc *physConn) startWriter() { pc.c.queue.setLive(pc) }
 
-// stopWriter stops taking sends and waits for the one being written.
-func (pc *physConn) stopWriter() {
-	pc.stopOnce.Do(func() { close(pc.stopWriting) })
-	if pc.writerStarted.Load() {
-		<-pc.writerDone
-	}
-}
+// stopWriter stops sends to this connection and waits for the one being
+// written.
+func (pc *physConn) stopWriter() { pc.c.queue.pause(pc) }
 
 // shutdown ends the connection and waits for its goroutines: with a close
 // handshake when code is not zero and the connection is still alive,
@@ -131,41 +128,41 @@ func (pc *physConn) shutdown(code StatusCode, reason string) {
 		_ = pc.ws.Close(code, reason)
 	}
 	pc.fail(errLocalClose)
-	_ = pc.ws.CloseNow()
 	pc.wg.Wait()
+	pc.writeTimer.Stop()
 	pc.downOnce.Do(pc.c.connDown)
 }
 
-var errLocalClose = errors.New("wsauth: connection closed by the client")
+var (
+	errLocalClose   = errors.New("wsauth: connection closed by the client")
+	errWriteTimeout = errors.New("wsauth: write timed out")
+)
 
-func (pc *physConn) writeLoop() {
-	defer pc.wg.Done()
-	defer close(pc.writerDone)
-	q := pc.c.queue
-	for {
-		it, ok := q.take(pc.stopWriting)
-		if !ok {
-			return
-		}
-		if pc.ctx.Err() != nil {
-			// Never attempted: it keeps its place for the next connection.
-			q.pushFront(it)
-			return
-		}
-		wctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.WriteTimeout)
-		err := pc.ws.Write(wctx, it.typ, it.data)
-		cancel()
-		if err != nil {
-			it.done <- fmt.Errorf("%w: %w", ErrDeliveryUnknown, pc.red.Error(err))
-			pc.fail(err)
-			return
-		}
-		it.done <- nil
+// writeQueued writes the send whose turn it is; the queue is busy until it
+// returns. Writes carry no context (coder/websocket would arm a timer per
+// frame): the connection's write timer bounds them, and fail closes the
+// socket under a stuck write.
+func (pc *physConn) writeQueued(typ MessageType, data []byte) error {
+	defer pc.c.queue.done()
+	pc.writeTimer.Reset(pc.c.o.WriteTimeout)
+	err := pc.ws.Write(context.Background(), typ, data)
+	pc.writeTimer.Stop()
+	if err != nil {
+		pc.fail(err)
+		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, pc.red.Error(err))
 	}
+	return nil
 }
 
 func (pc *physConn) readLoop() {
 	defer pc.wg.Done()
+	for _, p := range pc.pending {
+		if !pc.handle(MessageText, p) {
+			return
+		}
+	}
+	pc.pending = nil
+	split, _ := pc.c.dialect.(FrameSplitter)
 	for {
 		typ, data, err := pc.ws.Read(pc.ctx)
 		if err != nil {
@@ -173,34 +170,49 @@ func (pc *physConn) readLoop() {
 			return
 		}
 		pc.reads.Add(1)
-		in := pc.c.dialect.Inspect(typ, data)
-		switch in.Kind {
-		case InboundData:
-			if !pc.deliver(inbound{typ: typ, data: data}) {
+		if split == nil {
+			if !pc.handle(typ, data) {
 				return
 			}
-		case InboundReply:
-			if len(in.Reply) == 0 {
-				continue
-			}
-			wctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.WriteTimeout)
-			err := pc.ws.Write(wctx, MessageText, in.Reply)
-			cancel()
-			if err != nil {
-				pc.fail(err)
+			continue
+		}
+		for _, p := range split.SplitFrame(typ, data) {
+			if !pc.handle(typ, p) {
 				return
-			}
-		case InboundIgnore:
-		default:
-			select {
-			case pc.control <- in:
-			default:
-				// The supervisor is busy (a rotation's dial); a notice it
-				// misses is repeated by the server or made moot by expiry.
-				pc.c.log.Warn("wsauth dropped a protocol message", "kind", int(in.Kind))
 			}
 		}
 	}
+}
+
+// handle acts on one server message as the dialect reads it; false means
+// the connection is done.
+func (pc *physConn) handle(typ MessageType, data []byte) bool {
+	in := pc.c.dialect.Inspect(typ, data)
+	switch in.Kind {
+	case InboundData:
+		return pc.deliver(inbound{typ: typ, data: data})
+	case InboundReply:
+		if len(in.Reply) == 0 {
+			return true
+		}
+		wctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.WriteTimeout)
+		err := pc.ws.Write(wctx, MessageText, in.Reply)
+		cancel()
+		if err != nil {
+			pc.fail(err)
+			return false
+		}
+	case InboundIgnore:
+	default:
+		select {
+		case pc.control <- in:
+		default:
+			// The supervisor is busy (a rotation's dial); a notice it
+			// misses is repeated by the server or made moot by expiry.
+			pc.c.log.Warn("wsauth dropped a protocol message", "kind", int(in.Kind))
+		}
+	}
+	return true
 }
 
 // deliver hands a message to Receive, waiting for room: a slow application

@@ -26,6 +26,23 @@ type Opened struct {
 	// ExpiresIn is the session lifetime the server reported, 0 if it did
 	// not say.
 	ExpiresIn time.Duration
+	// Pending are text messages Open read that belong after the exchange:
+	// a server that batches several messages in one frame can send the
+	// verdict and the first application messages together. The client
+	// inspects and delivers them, in order, before anything it reads
+	// itself. Default none.
+	Pending [][]byte
+}
+
+// FrameSplitter is implemented by a Dialect whose server may put several
+// messages in one WebSocket frame (Centrifugo's JSON protocol joins them
+// with newlines). The client then inspects, answers and delivers each part
+// on its own, so that a keepalive or a refresh answer batched with
+// application data is not mistaken for data.
+type FrameSplitter interface {
+	// SplitFrame returns the messages of one frame, in order; it may
+	// return data itself as the only part.
+	SplitFrame(typ MessageType, data []byte) [][]byte
 }
 
 // InboundKind says what a server message means to the client.
@@ -66,7 +83,9 @@ type Inbound struct {
 // Dialect is the set of message shapes and close codes a service uses for
 // authentication. The first-message exchange, the refresher and the close
 // classification all consult it. DefaultDialect is the wsauth protocol
-// (docs/protocol.md); write your own to talk to another service.
+// (docs/protocol.md); HomeAssistant, GraphQLWS, Centrifugo and
+// SlackSocketMode speak those services' protocols (docs/dialects.md);
+// write your own to talk to another service.
 //
 // A Dialect is shared by every connection of a client and must be safe for
 // concurrent use.
@@ -104,7 +123,11 @@ var DefaultDialect Dialect = defaultDialect{}
 // builtinDialects are the dialects known by name, for configuration files
 // and the command line.
 var builtinDialects = map[string]Dialect{
-	DefaultDialect.Name(): DefaultDialect,
+	DefaultDialect.Name():    DefaultDialect,
+	HomeAssistant{}.Name():   HomeAssistant{},
+	GraphQLWS{}.Name():       GraphQLWS{},
+	(&Centrifugo{}).Name():   &Centrifugo{},
+	SlackSocketMode{}.Name(): SlackSocketMode{},
 }
 
 // DialectNamed returns the built-in dialect called name.

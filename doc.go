@@ -98,6 +98,16 @@
 // before the session runs out. Options.Renewal picks rotation
 // (make-before-break) or a plain reconnect instead.
 //
+// # Dialects
+//
+// Options.Dialect is the message shapes and close codes of the server's
+// authentication protocol. DefaultDialect speaks the reference server's;
+// the built-in HomeAssistant, GraphQLWS (graphql-transport-ws), Centrifugo
+// (JSON client protocol) and SlackSocketMode (with TicketURLAuth, which
+// dials the single-use URL a REST call returns) speak those services'.
+// DialectNamed finds them by name. A Dialect of your own is one
+// interface; docs/dialects.md and Example_customDialect show how.
+//
 // # Events
 //
 // Options.OnEvent receives every state change (connecting,

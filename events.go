@@ -1,8 +1,11 @@
 package wsauth
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,9 +213,10 @@ type dispatcher struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
-	// inCallback lets Close, called from the callback itself, skip waiting
-	// for the dispatcher (which is waiting for the callback to return).
-	inCallback atomic.Bool
+	// goid is the dispatcher goroutine's id: Close called from the
+	// callback itself must not wait for the dispatcher, which is waiting
+	// for the callback to return.
+	goid atomic.Uint64
 }
 
 func newDispatcher(fn func(Event)) *dispatcher {
@@ -253,6 +257,7 @@ func (d *dispatcher) close() {
 
 func (d *dispatcher) run() {
 	defer close(d.done)
+	d.goid.Store(goroutineID())
 	for {
 		d.mu.Lock()
 		batch := d.pending
@@ -260,9 +265,7 @@ func (d *dispatcher) run() {
 		closed := d.closed
 		d.mu.Unlock()
 		for _, e := range batch {
-			d.inCallback.Store(true)
 			d.fn(e)
-			d.inCallback.Store(false)
 		}
 		if len(batch) > 0 {
 			continue
@@ -272,4 +275,25 @@ func (d *dispatcher) run() {
 		}
 		<-d.wake
 	}
+}
+
+// onDispatcher reports whether the caller runs on the dispatcher goroutine,
+// that is, inside the event callback.
+func (d *dispatcher) onDispatcher() bool {
+	return d.fn != nil && d.goid.Load() == goroutineID()
+}
+
+// goroutineID returns the calling goroutine's id, from the first line of
+// its stack trace ("goroutine 42 [running]:"). Go offers no API for it;
+// only Close uses it, to recognise a call from inside the event callback.
+func goroutineID() uint64 {
+	var buf [64]byte
+	n := runtime.Stack(buf[:], false)
+	s := bytes.TrimPrefix(buf[:n], []byte("goroutine "))
+	if i := bytes.IndexByte(s, ' '); i > 0 {
+		if id, err := strconv.ParseUint(string(s[:i]), 10, 64); err == nil {
+			return id
+		}
+	}
+	return 0
 }

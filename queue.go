@@ -5,112 +5,127 @@ import (
 	"sync"
 )
 
-// sendItem is one Send waiting for its outcome.
-type sendItem struct {
-	typ  MessageType
-	data []byte
-	// done receives exactly one result: nil once written, or why not.
-	done chan error
-	// elem is the item's place in the queue; nil once a writer took it or
-	// it was removed. Guarded by the queue's mutex.
-	elem *list.Element
-	// abandoned is the error of a Send that gave up while a writer held
-	// the item; if the writer hands it back unwritten, that is the result.
-	// Guarded by the queue's mutex.
-	abandoned error
-}
-
-// sendQueue is the client's bounded FIFO of sends. It outlives physical
-// connections: each connection's writer takes from it while that
-// connection is the live one, so sends made while reconnecting wait here
-// and flow, in order, only once a new connection has authenticated.
+// sendQueue orders the client's sends and lets them through one at a time,
+// only to an authenticated connection. It outlives physical connections:
+// while the client reconnects, sends wait here, in the order Send was
+// called, and flow once a new connection has authenticated.
+//
+// There is no writer goroutine: the Send at the head of the queue writes
+// the frame itself, so an uncontended send costs no goroutine switch.
 type sendQueue struct {
 	mu    sync.Mutex
-	items list.List
+	items list.List // of *sendItem, oldest first
 	limit int
 	err   error // the stop cause once closed
-	// notify wakes the writer after a push; one writer takes at a time.
-	notify chan struct{}
+
+	// live is the connection sends may be written to, nil while there is
+	// none (connecting, or a rotation switching connections).
+	live *physConn
+	// busy is set while a send is being written; idle is closed when it
+	// ends, for pause.
+	busy bool
+	idle chan struct{}
+}
+
+// sendItem is one Send waiting for its turn.
+type sendItem struct {
+	// elem is the item's place in the queue, nil once it left it.
+	elem *list.Element
+	// wake is signalled when the item may have become able to go.
+	wake chan struct{}
 }
 
 func newSendQueue(limit int) *sendQueue {
-	q := &sendQueue{limit: limit, notify: make(chan struct{}, 1)}
+	q := &sendQueue{limit: limit}
 	q.items.Init()
 	return q
 }
 
-// push appends it, or fails at once when the queue is full or closed.
-func (q *sendQueue) push(it *sendItem) error {
+// enqueue adds a send at the tail, or fails at once when the queue is full
+// or closed.
+func (q *sendQueue) enqueue() (*sendItem, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.err != nil {
-		return q.err
+		return nil, q.err
 	}
 	if q.items.Len() >= q.limit {
-		return ErrQueueFull
+		return nil, ErrQueueFull
 	}
+	it := &sendItem{wake: make(chan struct{}, 1)}
 	it.elem = q.items.PushBack(it)
-	q.signal()
-	return nil
+	return it, nil
 }
 
-// pushFront returns an item a writer took but never wrote, ahead of the
-// rest, so order is kept.
-func (q *sendQueue) pushFront(it *sendItem) {
+// turn reports whether it may write now, and on which connection; when it
+// may, it leaves the queue and the queue is busy until done is called.
+// After the queue closed, it leaves the queue and err is the stop cause.
+func (q *sendQueue) turn(it *sendItem) (pc *physConn, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if it.abandoned != nil {
-		it.done <- it.abandoned
-		return
-	}
 	if q.err != nil {
-		it.done <- q.err
-		return
+		q.leaveLocked(it)
+		return nil, q.err
 	}
-	it.elem = q.items.PushFront(it)
-	q.signal()
+	if q.items.Front() != it.elem || q.busy || q.live == nil || q.live.isDead() {
+		return nil, nil
+	}
+	q.leaveLocked(it)
+	q.busy = true
+	q.idle = make(chan struct{})
+	return q.live, nil
 }
 
-// cancel withdraws it for a Send whose context ended with err. It reports
-// whether the item was still queued: then it will never be written. When a
-// writer holds it, the writer's outcome stands, except that an item handed
-// back unwritten ends with err instead of waiting for the next connection.
-func (q *sendQueue) cancel(it *sendItem, err error) bool {
+// done ends the write that turn allowed.
+func (q *sendQueue) done() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.busy = false
+	close(q.idle)
+	q.wakeFrontLocked()
+}
+
+// cancel withdraws it for a Send whose context ended, unless it already
+// left the queue.
+func (q *sendQueue) cancel(it *sendItem) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.leaveLocked(it)
+}
+
+func (q *sendQueue) leaveLocked(it *sendItem) {
 	if it.elem == nil {
-		it.abandoned = err
-		return false
+		return
 	}
+	wasFront := q.items.Front() == it.elem
 	q.items.Remove(it.elem)
 	it.elem = nil
-	return true
+	if wasFront {
+		q.wakeFrontLocked()
+	}
 }
 
-// take removes and returns the first item, waiting for one until stop is
-// closed or the queue is closed.
-func (q *sendQueue) take(stop <-chan struct{}) (*sendItem, bool) {
-	for {
-		q.mu.Lock()
-		if q.err != nil {
-			q.mu.Unlock()
-			return nil, false
-		}
-		if front := q.items.Front(); front != nil {
-			it := q.items.Remove(front).(*sendItem)
-			it.elem = nil
-			if q.items.Len() > 0 {
-				q.signal()
-			}
-			q.mu.Unlock()
-			return it, true
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.notify:
-		case <-stop:
-			return nil, false
-		}
+// setLive lets sends through to pc.
+func (q *sendQueue) setLive(pc *physConn) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.live = pc
+	q.wakeFrontLocked()
+}
+
+// pause stops sends to pc and waits for the one being written, if any.
+func (q *sendQueue) pause(pc *physConn) {
+	q.mu.Lock()
+	if q.live == pc {
+		q.live = nil
+	}
+	var idle chan struct{}
+	if q.busy {
+		idle = q.idle
+	}
+	q.mu.Unlock()
+	if idle != nil {
+		<-idle
 	}
 }
 
@@ -121,7 +136,7 @@ func (q *sendQueue) len() int {
 	return q.items.Len()
 }
 
-// close fails every queued send with err, and every later push.
+// close fails every queued send with err, and every later one.
 func (q *sendQueue) close(err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -129,19 +144,22 @@ func (q *sendQueue) close(err error) {
 		return
 	}
 	q.err = err
+	q.live = nil
 	for e := q.items.Front(); e != nil; e = e.Next() {
-		it := e.Value.(*sendItem)
-		it.elem = nil
-		it.done <- err
+		signal(e.Value.(*sendItem).wake)
 	}
-	q.items.Init()
-	q.signal()
 }
 
-// signal wakes a waiting writer; callers hold mu.
-func (q *sendQueue) signal() {
+// wakeFrontLocked tells the head of the queue to look again.
+func (q *sendQueue) wakeFrontLocked() {
+	if front := q.items.Front(); front != nil {
+		signal(front.Value.(*sendItem).wake)
+	}
+}
+
+func signal(ch chan struct{}) {
 	select {
-	case q.notify <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }

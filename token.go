@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -168,7 +169,7 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	c.fetches.Add(1)
 	tok, err := c.src(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("wsauth: token source: %w", err)
+		return nil, fmt.Errorf("wsauth: token source: %w", tokenEndpointError(err))
 	}
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("wsauth: token source returned an empty token")
@@ -193,3 +194,23 @@ func (c *TokenCache) usable(tok *oauth2.Token, now time.Time) bool {
 // digest keeps rejected tokens as hashes: the cache need not hold secrets
 // it will never send.
 func digest(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// tokenEndpointError turns an OAuth 2.0 token endpoint's refusal into an
+// HTTPError, so that the reconnect policy treats a bad client secret (401)
+// as a rejected credential and a busy endpoint (429, 503) as "try later".
+func tokenEndpointError(err error) error {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response == nil {
+		return err
+	}
+	body := re.Body
+	if len(body) > maxErrorBody {
+		body = body[:maxErrorBody]
+	}
+	return &HTTPError{
+		Op:         "token",
+		StatusCode: re.Response.StatusCode,
+		Body:       strings.ToValidUTF8(string(body), "?"),
+		RetryAfter: parseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()),
+	}
+}

@@ -286,42 +286,67 @@ func TestSendQueueOrderLimitAndCancel(t *testing.T) {
 	q := newSendQueue(3)
 	items := make([]*sendItem, 3)
 	for i := range items {
-		items[i] = &sendItem{data: []byte{byte(i)}, done: make(chan error, 1)}
-		require.NoError(t, q.push(items[i]))
+		it, err := q.enqueue()
+		require.NoError(t, err)
+		items[i] = it
 	}
-	require.ErrorIs(t, q.push(&sendItem{done: make(chan error, 1)}), ErrQueueFull)
-	require.True(t, q.cancel(items[1], context.Canceled), "a queued item can be withdrawn")
-	stop := make(chan struct{})
-	it, ok := q.take(stop)
-	require.True(t, ok)
-	require.Equal(t, byte(0), it.data[0])
-	q.pushFront(it)
-	it, _ = q.take(stop)
-	require.Equal(t, byte(0), it.data[0], "pushFront keeps order")
-	it, _ = q.take(stop)
-	require.Equal(t, byte(2), it.data[0])
-	close(stop)
-	_, ok = q.take(stop)
-	require.False(t, ok)
+	_, err := q.enqueue()
+	require.ErrorIs(t, err, ErrQueueFull)
 
-	// A Send that gives up while a writer holds its item: if the writer
-	// hands it back unwritten, the item ends with the Send's error rather
-	// than waiting for the next connection.
-	held := &sendItem{done: make(chan error, 1)}
-	require.NoError(t, q.push(held))
-	it, _ = q.take(make(chan struct{}))
-	require.Same(t, held, it)
-	require.False(t, q.cancel(held, context.DeadlineExceeded), "a taken item cannot be withdrawn")
-	q.pushFront(held)
-	require.ErrorIs(t, <-held.done, context.DeadlineExceeded)
+	pc, err := q.turn(items[0])
+	require.NoError(t, err)
+	require.Nil(t, pc, "no live connection: nobody goes")
+
+	live := &physConn{dead: make(chan struct{})}
+	q.setLive(live)
+	require.Len(t, items[0].wake, 1, "the head is told to look again")
+	pc, _ = q.turn(items[1])
+	require.Nil(t, pc, "only the head goes")
+	pc, _ = q.turn(items[0])
+	require.Same(t, live, pc)
+	require.Equal(t, 2, q.len())
+	pc, _ = q.turn(items[1])
+	require.Nil(t, pc, "one write at a time")
+
+	// pause waits for the write in progress.
+	paused := make(chan struct{})
+	go func() { q.pause(live); close(paused) }()
+	select {
+	case <-paused:
+		t.Fatal("pause returned during a write")
+	case <-time.After(20 * time.Millisecond): // expecting nothing to happen
+	}
+	q.done()
+	<-paused
+	pc, _ = q.turn(items[1])
+	require.Nil(t, pc, "paused")
+	q.setLive(live)
+
+	// Withdrawing the head lets the next one go.
+	<-items[1].wake
+	q.cancel(items[1])
+	require.Len(t, items[2].wake, 1)
+	pc, _ = q.turn(items[2])
+	require.Same(t, live, pc)
+	q.done()
 	require.Equal(t, 0, q.len())
 
-	q2 := newSendQueue(10)
-	pending := &sendItem{done: make(chan error, 1)}
-	require.NoError(t, q2.push(pending))
-	q2.close(ErrClosed)
-	require.ErrorIs(t, <-pending.done, ErrClosed, "pending sends fail with the stop cause")
-	require.ErrorIs(t, q2.push(&sendItem{done: make(chan error, 1)}), ErrClosed)
+	// A dead connection lets nobody through.
+	dead := &physConn{dead: make(chan struct{})}
+	close(dead.dead)
+	q.setLive(dead)
+	waiting, err := q.enqueue()
+	require.NoError(t, err)
+	pc, _ = q.turn(waiting)
+	require.Nil(t, pc)
+
+	q.close(ErrClosed)
+	require.Len(t, waiting.wake, 1, "waiting sends are woken by close")
+	_, err = q.turn(waiting)
+	require.ErrorIs(t, err, ErrClosed, "and fail with the stop cause")
+	_, err = q.enqueue()
+	require.ErrorIs(t, err, ErrClosed)
+	require.Equal(t, 0, q.len())
 }
 
 func TestDefaultDialectInspect(t *testing.T) {
