@@ -17,8 +17,13 @@ import (
 // CloseAll closes every open WebSocket, authenticated or still authenticating, with code and
 // reason, and returns how many it closed. It does not wait for the close handshakes.
 func (s *Server) CloseAll(code websocket.StatusCode, reason string) int {
+	s.mu.Lock()
+	s.closeAlls++
+	s.lastCloseAll = closeFrame{code, reason}
+	conns := s.snapshotLocked(func(*Conn) bool { return true })
+	s.mu.Unlock()
 	n := 0
-	for _, c := range s.snapshot(func(*Conn) bool { return true }) {
+	for _, c := range conns {
 		if c.shutdown(code, reason) {
 			n++
 		}

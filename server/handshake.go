@@ -85,6 +85,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		cred.releasePreAuth = release
 	}
 
+	closeAlls := s.closeAllCount()
 	rec := &statusRecorder{ResponseWriter: w}
 	ws, err := websocket.Accept(rec, r, &s.acceptOpts)
 	if err != nil {
@@ -100,7 +101,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// Every pattern gets the auth deadline, not only first-message: a ticket or session
 	// store that hangs must not keep an unauthenticated socket open either.
 	c.deadline, c.deadlineReason = time.Now().Add(s.cfg.AuthTimeout), ReasonAuthTimeout
-	if !s.register(c) {
+	if !s.register(c, closeAlls) {
 		s.refuseWS(ev, websocket.StatusGoingAway, ReasonShuttingDown, "server closed")
 		_ = ws.Close(websocket.StatusGoingAway, ReasonShuttingDown)
 		c.cancel()
@@ -390,14 +391,26 @@ func (s *Server) enter() bool {
 }
 
 // register adds an upgraded connection to the live set, unless the server is closed.
-func (s *Server) register(c *Conn) bool {
+// register adds c to the live connections. closeAlls is the CloseAll count
+// when its handshake began: a CloseAll since then found c missing from the
+// snapshot, so c is closed the same way now.
+func (s *Server) register(c *Conn, closeAlls uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	if s.closeAlls != closeAlls {
+		c.shutdown(s.lastCloseAll.code, s.lastCloseAll.reason)
+	}
 	return true
+}
+
+func (s *Server) closeAllCount() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeAlls
 }
 
 func (s *Server) unregister(c *Conn) {

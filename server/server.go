@@ -362,9 +362,20 @@ type Server struct {
 	refuseStatus int
 	refuseLeft   int
 	pausedUntil  time.Time
+	// closeAlls counts CloseAll calls; lastCloseAll is the latest one's
+	// frame. A handshake remembers the count it started with, so that a
+	// connection upgraded just before a CloseAll but registered just after
+	// is closed too: its client has already seen the 101.
+	closeAlls    uint64
+	lastCloseAll closeFrame
 	// wg counts the goroutines serving WebSocket handshakes and connections; Close waits for
 	// it. Add happens under mu while !closed, so no Add can race with Close's Wait.
 	wg sync.WaitGroup
+}
+
+type closeFrame struct {
+	code   websocket.StatusCode
+	reason string
 }
 
 type counters struct {
