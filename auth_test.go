@@ -1,6 +1,7 @@
 package wsauth
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,34 +19,34 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2/clientcredentials"
 
-	"github.com/wsauth/wsauth/internal/testenv"
 	"github.com/wsauth/wsauth/server"
+	"github.com/wsauth/wsauth/wsauthtest"
 )
 
 func TestEveryProviderEndToEnd(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	for _, tc := range []struct {
 		name   string
 		method server.Method
 		auth   func() Authenticator
 	}{
 		{"ticket", server.MethodTicket, func() Authenticator {
-			return &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.Minter("alice", time.Hour)}
+			return &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)}
 		}},
 		{"query", server.MethodQuery, func() Authenticator {
-			return &QueryAuth{Tokens: env.Minter("alice", time.Hour)}
+			return &QueryAuth{Tokens: env.TokenSource("alice", time.Hour)}
 		}},
 		{"first-message", server.MethodFirstMessage, func() Authenticator {
-			return &FirstMessageAuth{Tokens: env.Minter("alice", time.Hour)}
+			return &FirstMessageAuth{Tokens: env.TokenSource("alice", time.Hour)}
 		}},
 		{"cookie", server.MethodCookie, func() Authenticator {
-			return &CookieAuth{LoginURL: env.LoginURL(), LoginBody: []byte(`{"username":"alice","password":"pw-alice-secret"}`)}
+			return &CookieAuth{LoginURL: env.LoginURL(), LoginBody: loginBody(wsauthtest.Alice, wsauthtest.AlicePassword)}
 		}},
 		{"header", server.MethodHeader, func() Authenticator {
-			return &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}
+			return &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}
 		}},
 		{"subprotocol", server.MethodSubprotocol, func() Authenticator {
-			return &SubprotocolAuth{Tokens: env.Minter("alice", time.Hour), Subprotocol: "chat.v1"}
+			return &SubprotocolAuth{Tokens: env.TokenSource("alice", time.Hour), Subprotocol: wsauthtest.Subprotocol}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,11 +78,11 @@ func TestEveryProviderEndToEnd(t *testing.T) {
 }
 
 func TestStaticAndClientCredentialsTokenSources(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	static := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: StaticToken(env.Token("bob", time.Hour))}})
 	require.Equal(t, "bob header", ask(t, static, "whoami"))
 
-	cc := &clientcredentials.Config{ClientID: "svc", ClientSecret: "svc-client-secret", TokenURL: env.TokenURL()}
+	cc := &clientcredentials.Config{ClientID: wsauthtest.ClientID, ClientSecret: wsauthtest.ClientSecret, TokenURL: env.TokenURL()}
 	// TokenFunc(cc.Token) fetches on every call and leaves caching to TokenCache.
 	svc := dialed(t, env, &Options{Auth: &FirstMessageAuth{Tokens: TokenFunc(cc.Token)}})
 	require.Equal(t, "svc first-message", ask(t, svc, "whoami"))
@@ -91,32 +92,32 @@ func TestStaticAndClientCredentialsTokenSources(t *testing.T) {
 }
 
 func TestQueryAndTicketParamNames(t *testing.T) {
-	env := testenv.New(t, func(c *server.Config) { c.TicketParam = "t"; c.TokenParam = "access_token" })
-	q := dialed(t, env, &Options{Auth: &QueryAuth{Tokens: env.Minter("alice", time.Hour), Param: "access_token"}})
+	env := newServer(t, withConfig(func(c *server.Config) { c.TicketParam = "t"; c.TokenParam = "access_token" }))
+	q := dialed(t, env, &Options{Auth: &QueryAuth{Tokens: env.TokenSource("alice", time.Hour), Param: "access_token"}})
 	require.Equal(t, "alice query", ask(t, q, "whoami"))
-	tk := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.Minter("alice", time.Hour), Param: "t"}})
+	tk := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour), Param: "t"}})
 	require.Equal(t, "alice ticket", ask(t, tk, "whoami"))
 }
 
 func TestCookieJarFilledElsewhereAndOrigin(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	// A jar filled by the application's own login.
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	hc := &http.Client{Jar: jar}
-	resp, err := hc.Post(env.LoginURL(), "application/json", strings.NewReader(`{"username":"bob","password":"pw-bob-secret"}`))
+	resp, err := hc.Post(env.LoginURL(), "application/json", bytes.NewReader(loginBody(wsauthtest.Bob, wsauthtest.BobPassword)))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 
-	c := dialed(t, env, &Options{Auth: &CookieAuth{Jar: jar, Origin: "https://app.example.com"}})
+	c := dialed(t, env, &Options{Auth: &CookieAuth{Jar: jar, Origin: wsauthtest.Origin}})
 	require.Equal(t, "bob cookie", ask(t, c, "whoami"))
 
 	// A foreign Origin is refused before the upgrade with 403.
 	rec := newRecorder()
 	ctx, cancel := context.WithTimeout(testCtx(t), waitLong)
 	defer cancel()
-	_, err = Dial(ctx, env.WSURL(), &Options{Auth: &CookieAuth{Jar: jar, Origin: "https://evil.example"}, OnEvent: rec.on, MaxAuthFailures: 2})
+	_, err = Dial(ctx, env.URL(), &Options{Auth: &CookieAuth{Jar: jar, Origin: "https://evil.example"}, OnEvent: rec.on, MaxAuthFailures: 2})
 	var he *HTTPError
 	require.ErrorAs(t, err, &he)
 	require.Equal(t, http.StatusForbidden, he.StatusCode)
@@ -126,10 +127,10 @@ func TestCookieJarFilledElsewhereAndOrigin(t *testing.T) {
 func TestRefusalsAreTypedAndStop(t *testing.T) {
 	// Without first-message auth a handshake with no credential is refused
 	// with 401 instead of waiting for an auth message.
-	env := testenv.New(t, func(c *server.Config) {
+	env := newServer(t, withConfig(func(c *server.Config) {
 		c.Methods = []server.Method{server.MethodTicket, server.MethodQuery, server.MethodCookie, server.MethodHeader, server.MethodSubprotocol}
-	})
-	fm := testenv.New(t, func(c *server.Config) { c.AuthTimeout = 300 * time.Millisecond })
+	}))
+	fm := newServer(t, withConfig(func(c *server.Config) { c.AuthTimeout = 300 * time.Millisecond }))
 	wrong, err := server.NewHMACIssuer(server.RandomKey())
 	require.NoError(t, err)
 	forged, err := wrong.Issue("mallory", time.Hour)
@@ -144,7 +145,7 @@ func TestRefusalsAreTypedAndStop(t *testing.T) {
 		wantReason string
 	}{
 		{"header bad token", &HeaderAuth{Tokens: bad}, 401, 0, ""},
-		{"subprotocol bad token", &SubprotocolAuth{Tokens: bad, Subprotocol: "chat.v1"}, 401, 0, ""},
+		{"subprotocol bad token", &SubprotocolAuth{Tokens: bad, Subprotocol: wsauthtest.Subprotocol}, 401, 0, ""},
 		{"query bad token", &QueryAuth{Tokens: bad}, 0, 1008, "Unauthorized"},
 		{"first-message bad token", &FirstMessageAuth{Tokens: bad}, 0, 1008, "Unauthorized"},
 		{"no credential, first-message server", nil, 0, 1008, "Auth timeout"},
@@ -157,9 +158,9 @@ func TestRefusalsAreTypedAndStop(t *testing.T) {
 			// Dial would return as soon as the upgrade succeeds for the
 			// patterns a server refuses after upgrading (query, ticket,
 			// cookie); the stop cause tells every pattern's refusal.
-			url := env.WSURL()
+			url := env.URL()
 			if strings.HasPrefix(tc.name, "first-message") || tc.auth == nil {
-				url = fm.WSURL()
+				url = fm.URL()
 			}
 			c, err := New(url, &Options{
 				Auth: tc.auth, OnEvent: rec.on, MaxAuthFailures: 2,
@@ -198,7 +199,7 @@ func TestStaticTokenRejectedIsNeverSentAgain(t *testing.T) {
 	var seen sync.Map
 	var offers int
 	var mu sync.Mutex
-	env := testenv.New(t, func(c *server.Config) {
+	env := newServer(t, withConfig(func(c *server.Config) {
 		inner := c.Verifier
 		c.Verifier = verifierFunc(func(ctx context.Context, tok string) (server.Identity, error) {
 			mu.Lock()
@@ -207,10 +208,10 @@ func TestStaticTokenRejectedIsNeverSentAgain(t *testing.T) {
 			seen.Store(tok, true)
 			return inner.Verify(ctx, tok)
 		})
-	})
-	tok, err := env.Issuer.IssueWithExpiry("alice", time.Now().Add(-time.Minute))
+	}))
+	tok, err := env.Issuer().IssueWithExpiry("alice", time.Now().Add(-time.Minute))
 	require.NoError(t, err)
-	_, err = Dial(testCtx(t), env.WSURL(), &Options{
+	_, err = Dial(testCtx(t), env.URL(), &Options{
 		Auth:    &HeaderAuth{Tokens: StaticToken(tok)},
 		Backoff: &FullJitter{Initial: time.Millisecond, Max: 5 * time.Millisecond},
 	})
@@ -240,8 +241,8 @@ func TestInsecureTransportRefused(t *testing.T) {
 
 	// A ticket endpoint over plain HTTP to a remote host is refused at
 	// attempt time, and stops the client: no bearer token leaves.
-	env := testenv.New(t, nil)
-	_, err = Dial(testCtx(t), env.WSURL(), &Options{Auth: &TicketAuth{Endpoint: "http://tickets.example.com/api/ws-ticket", Tokens: StaticToken("tok-xyz")}})
+	env := newServer(t)
+	_, err = Dial(testCtx(t), env.URL(), &Options{Auth: &TicketAuth{Endpoint: "http://tickets.example.com/api/ws-ticket", Tokens: StaticToken("tok-xyz")}})
 	require.ErrorIs(t, err, ErrInsecureTransport)
 	var gu *GaveUpError
 	require.ErrorAs(t, err, &gu)
@@ -330,10 +331,10 @@ func TestServerEchoingBearerSubprotocolIsRefused(t *testing.T) {
 }
 
 func TestHandshakeRefusalCarriesStatusAndBody(t *testing.T) {
-	env := testenv.New(t, nil)
-	env.Server().RefuseHandshakes(http.StatusServiceUnavailable, 1)
+	env := newServer(t)
+	env.RefuseHandshakes(http.StatusServiceUnavailable, 1)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on,
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
 		Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}})
 	echo(t, c, "after refusal")
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
@@ -347,18 +348,17 @@ func TestHandshakeRefusalCarriesStatusAndBody(t *testing.T) {
 }
 
 func TestTLSWithOwnRootCA(t *testing.T) {
-	env := testenv.NewTLS(t, nil)
-	tr := env.Client().Transport.(*http.Transport)
+	env := newServer(t, wsauthtest.WithTLS())
 	c := dialed(t, env, &Options{
-		Auth:      &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.Minter("alice", time.Hour)},
-		TLSConfig: tr.TLSClientConfig,
+		Auth:      &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
+		TLSConfig: env.TLSConfig(),
 	})
-	require.True(t, strings.HasPrefix(env.WSURL(), "wss://"))
+	require.True(t, strings.HasPrefix(env.URL(), "wss://"))
 	require.Equal(t, "alice ticket", ask(t, c, "whoami"))
 
 	// Without the root the certificate is not trusted.
 	rec := newRecorder()
-	bad, err := New(env.WSURL(), &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on,
+	bad, err := New(env.URL(), &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
 		Backoff: &FullJitter{Initial: time.Hour}})
 	require.NoError(t, err)
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
@@ -367,14 +367,14 @@ func TestTLSWithOwnRootCA(t *testing.T) {
 }
 
 func TestTokenCachedAcrossReconnects(t *testing.T) {
-	env := testenv.New(t, nil)
-	m := env.Minter("alice", time.Hour)
+	env := newServer(t)
+	m := newMinter(env, "alice", time.Hour)
 	rec := newRecorder()
 	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: m}, OnEvent: rec.on,
 		Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}})
 	echo(t, c, "one")
-	env.Server().CloseAll(websocket.StatusGoingAway, "restart")
+	env.CloseAll(websocket.StatusGoingAway, "restart")
 	rec.waitFor(t, 2, kind(EventConnected))
 	echo(t, c, "two")
-	require.Len(t, m.Minted(), 1, "a reconnect that says nothing against the token reuses it")
+	require.Len(t, m.minted(), 1, "a reconnect that says nothing against the token reuses it")
 }

@@ -3,14 +3,19 @@ package wsauth
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
-	"github.com/wsauth/wsauth/internal/testenv"
+	"github.com/wsauth/wsauth/server"
+	"github.com/wsauth/wsauth/wsauthtest"
 )
 
 // waitLong bounds every wait on an event: CI is a busy two-core machine,
@@ -106,10 +111,96 @@ func debugLogger(w *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// dialed connects a client and closes it at the end of the test.
-func dialed(t *testing.T, env *testenv.Env, o *Options) *Client {
+// newServer starts the reference server with the test application (app)
+// through wsauthtest, as any user of the kit would; later options may
+// replace the handler.
+func newServer(t *testing.T, opts ...wsauthtest.Option) *wsauthtest.Server {
 	t.Helper()
-	c, err := Dial(testCtx(t), env.WSURL(), o)
+	return wsauthtest.NewServer(t, append([]wsauthtest.Option{wsauthtest.WithHandler(app())}, opts...)...)
+}
+
+// withConfig is wsauthtest.WithConfig, shorter.
+func withConfig(fn func(*server.Config)) wsauthtest.Option { return wsauthtest.WithConfig(fn) }
+
+// app is the test application: it echoes every message, except that
+// "whoami" is answered with "<subject> <method>".
+func app() server.Handler {
+	return server.HandlerFunc(func(ctx context.Context, c *server.Conn) {
+		for {
+			typ, data, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if typ == websocket.MessageText && string(data) == "whoami" {
+				p := c.Principal()
+				data = []byte(p.Subject + " " + string(p.Method))
+			}
+			if err := c.Write(ctx, typ, data); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// loginBody is the login endpoint's JSON body for a demo user.
+func loginBody(user, password string) []byte {
+	return []byte(`{"username":"` + user + `","password":"` + password + `"}`)
+}
+
+// minter wraps the server's token source: it remembers every token handed
+// out and can fail on demand.
+type minter struct {
+	src  oauth2.TokenSource
+	fail atomic.Int32
+	mu   sync.Mutex
+	toks []string
+}
+
+func newMinter(srv *wsauthtest.Server, sub string, ttl time.Duration) *minter {
+	return &minter{src: srv.TokenSource(sub, ttl)}
+}
+
+// Token implements oauth2.TokenSource.
+func (m *minter) Token() (*oauth2.Token, error) {
+	if m.fail.Load() > 0 {
+		m.fail.Add(-1)
+		return nil, errors.New("token source unavailable")
+	}
+	tok, err := m.src.Token()
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.toks = append(m.toks, tok.AccessToken)
+	m.mu.Unlock()
+	return tok, nil
+}
+
+// failNext makes the next n calls fail.
+func (m *minter) failNext(n int) { m.fail.Store(int32(n)) }
+
+// minted returns every token handed out so far.
+func (m *minter) minted() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.toks...)
+}
+
+// successes counts successful handshake-stage authentications.
+func successes(srv *wsauthtest.Server) int {
+	n := 0
+	for _, ev := range srv.AuthEvents() {
+		if ev.OK && ev.Stage == server.StageHandshake {
+			n++
+		}
+	}
+	return n
+}
+
+// dialed connects a client and closes it at the end of the test.
+func dialed(t *testing.T, srv *wsauthtest.Server, o *Options) *Client {
+	t.Helper()
+	c, err := Dial(testCtx(t), srv.URL(), o)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c

@@ -18,9 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
-	"github.com/wsauth/wsauth/internal/faultproxy"
-	"github.com/wsauth/wsauth/internal/testenv"
 	"github.com/wsauth/wsauth/server"
+	"github.com/wsauth/wsauth/wsauthtest"
 )
 
 // fast is a backoff that keeps tests quick while still being a backoff.
@@ -51,12 +50,12 @@ func (r *recordingTickets) all() []string {
 
 func Test1008MidStreamWithTicketFetchesNewTicket(t *testing.T) {
 	store := &recordingTickets{TicketStore: server.NewMemoryTicketStore()}
-	env := testenv.New(t, func(c *server.Config) { c.TicketStore = store })
+	env := newServer(t, withConfig(func(c *server.Config) { c.TicketStore = store }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.Minter("alice", time.Hour)},
+	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
 		OnEvent: rec.on, Backoff: fast()})
 	echo(t, c, "before")
-	require.Equal(t, 1, env.Server().CloseAll(websocket.StatusPolicyViolation, "Unauthorized"))
+	require.Equal(t, 1, env.CloseAll(websocket.StatusPolicyViolation, "Unauthorized"))
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Equal(t, ActionReauth, ev.Action)
 	require.Equal(t, StatusPolicyViolation, ev.Code)
@@ -68,13 +67,13 @@ func Test1008MidStreamWithTicketFetchesNewTicket(t *testing.T) {
 	tickets := store.all()
 	require.Len(t, tickets, 2)
 	require.NotEqual(t, tickets[0], tickets[1], "the old ticket is never offered again")
-	require.EqualValues(t, 2, env.Server().Stats().TicketsIssued)
+	require.EqualValues(t, 2, env.Stats().TicketsIssued)
 }
 
 func Test1008WithFirstMessageSendsNewToken(t *testing.T) {
 	var mu sync.Mutex
 	var verified []string
-	env := testenv.New(t, func(cfg *server.Config) {
+	env := newServer(t, withConfig(func(cfg *server.Config) {
 		inner := cfg.Verifier
 		cfg.Verifier = verifierFunc(func(ctx context.Context, tok string) (server.Identity, error) {
 			mu.Lock()
@@ -82,15 +81,15 @@ func Test1008WithFirstMessageSendsNewToken(t *testing.T) {
 			mu.Unlock()
 			return inner.Verify(ctx, tok)
 		})
-	})
-	m := env.Minter("alice", time.Hour)
+	}))
+	m := newMinter(env, "alice", time.Hour)
 	rec := newRecorder()
 	c := dialed(t, env, &Options{Auth: &FirstMessageAuth{Tokens: m}, OnEvent: rec.on, Backoff: fast()})
 	echo(t, c, "before")
-	env.Server().CloseAll(websocket.StatusPolicyViolation, "Unauthorized")
+	env.CloseAll(websocket.StatusPolicyViolation, "Unauthorized")
 	rec.waitFor(t, 2, kind(EventConnected))
 	echo(t, c, "after")
-	minted := m.Minted()
+	minted := m.minted()
 	require.Len(t, minted, 2, "events: %v", rec.all())
 	mu.Lock()
 	defer mu.Unlock()
@@ -100,18 +99,20 @@ func Test1008WithFirstMessageSendsNewToken(t *testing.T) {
 }
 
 func TestServerDownForTwoSecondsThenBack(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on,
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
 		Backoff: &FullJitter{Initial: 50 * time.Millisecond, Multiplier: 2, Max: 400 * time.Millisecond}})
 	echo(t, c, "before")
 	env.Stop()
-	restart := time.AfterFunc(2*time.Second, env.Start) // the outage itself, not synchronisation
+	restarted := make(chan error, 1)
+	restart := time.AfterFunc(2*time.Second, func() { restarted <- env.Start() }) // the outage itself, not synchronisation
 	t.Cleanup(func() { restart.Stop() })
 	first := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Equal(t, ActionRetry, first.Action)
 	require.Equal(t, StatusGoingAway, first.Code)
 	rec.waitFor(t, 2, kind(EventConnected))
+	require.NoError(t, <-restarted)
 	echo(t, c, "after")
 	require.GreaterOrEqual(t, rec.count(EventReconnecting), 2, "attempts failed while the server was down")
 	for _, e := range rec.all() {
@@ -122,12 +123,10 @@ func TestServerDownForTwoSecondsThenBack(t *testing.T) {
 }
 
 func TestBlackholedConnectionDetectedByPing(t *testing.T) {
-	env := testenv.New(t, nil)
-	px, err := faultproxy.New(env.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { px.Close() })
+	env := newServer(t)
+	px := env.Proxy()
 	rec := newRecorder()
-	c, err := Dial(testCtx(t), px.URL("ws", "/ws"), &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)},
+	c, err := Dial(testCtx(t), px.URL(), &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
 		OnEvent: rec.on, Backoff: fast(), PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond,
 		DialTimeout: 500 * time.Millisecond})
 	require.NoError(t, err)
@@ -143,11 +142,11 @@ func TestBlackholedConnectionDetectedByPing(t *testing.T) {
 }
 
 func TestRevokedCredentialsStopAfterLimit(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(), MaxAuthFailures: 4})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(), MaxAuthFailures: 4})
 	echo(t, c, "before")
-	env.Server().Revoke("alice")
+	env.Revoke("alice")
 	waitDone(t, c)
 	require.NoError(t, c.Close())
 	var gu *GaveUpError
@@ -169,11 +168,11 @@ func TestRevokedCredentialsStopAfterLimit(t *testing.T) {
 }
 
 func TestRetryAfterFromServerRateLimiterIsHonoured(t *testing.T) {
-	env := testenv.New(t, func(c *server.Config) { c.HandshakeRate, c.HandshakeBurst = 1, 1 })
+	env := newServer(t, withConfig(func(c *server.Config) { c.HandshakeRate, c.HandshakeBurst = 1, 1 }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on,
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
 		Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}})
-	env.Server().CloseAll(websocket.StatusGoingAway, "bye")
+	env.CloseAll(websocket.StatusGoingAway, "bye")
 	var limited Event
 	rec.waitFor(t, 1, func(e Event) bool {
 		if e.Kind == EventReconnecting && e.HTTPStatus == http.StatusTooManyRequests {
@@ -192,9 +191,9 @@ func TestRetryAfterFromServerRateLimiterIsHonoured(t *testing.T) {
 }
 
 func TestQueuedSendsAcrossServerRestartAreDeliveredOrFail(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.Minter("alice", time.Hour)},
+	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
 		OnEvent: rec.on, SendQueue: 1000, ReceiveBuffer: 1024,
 		Backoff: &FullJitter{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	echo(t, c, "warm up")
@@ -218,7 +217,7 @@ func TestQueuedSendsAcrossServerRestartAreDeliveredOrFail(t *testing.T) {
 		}()
 		require.Eventually(t, func() bool { return c.queue.len() == i+1 }, waitLong, time.Millisecond)
 	}
-	env.Start()
+	require.NoError(t, env.Start())
 
 	sent := map[int]bool{}
 	failed := 0
@@ -248,9 +247,9 @@ func TestQueuedSendsAcrossServerRestartAreDeliveredOrFail(t *testing.T) {
 }
 
 func TestSendWhoseContextEndsInQueueIsNeverWritten(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast()})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast()})
 	env.Stop()
 	rec.waitFor(t, 1, kind(EventReconnecting))
 	ctx, cancel := context.WithCancel(testCtx(t))
@@ -260,15 +259,15 @@ func TestSendWhoseContextEndsInQueueIsNeverWritten(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 	require.Equal(t, 0, c.queue.len(), "the message left the queue")
-	env.Start()
+	require.NoError(t, env.Start())
 	require.NoError(t, c.WaitConnected(testCtx(t)))
 	echo(t, c, "marker") // the expired message would have come first
 }
 
 func TestCloseFailsPendingSends(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast()})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast()})
 	env.Stop()
 	rec.waitFor(t, 1, kind(EventReconnecting))
 	errs := make(chan error, 10)
@@ -287,9 +286,9 @@ func TestCloseFailsPendingSends(t *testing.T) {
 }
 
 func TestQueueFullFailsAtOnce(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(), SendQueue: 2})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(), SendQueue: 2})
 	env.Stop()
 	rec.waitFor(t, 1, kind(EventReconnecting))
 	errs := make(chan error, 2)
@@ -298,7 +297,7 @@ func TestQueueFullFailsAtOnce(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return c.queue.len() == 2 }, waitLong, time.Millisecond)
 	require.ErrorIs(t, c.SendText(testCtx(t), "one too many"), ErrQueueFull)
-	env.Start()
+	require.NoError(t, env.Start())
 	for i := 0; i < 2; i++ {
 		require.NoError(t, <-errs)
 	}
@@ -367,14 +366,14 @@ func TestClassificationRowsAgainstServer(t *testing.T) {
 		}, want: ActionStop, stopWhy: "policy", attempts: 1},
 	} {
 		t.Run(fmt.Sprintf("%d-%s", tc.code, tc.stopWhy), func(t *testing.T) {
-			env := testenv.New(t, func(c *server.Config) { c.Handler = closingApp(tc.code) })
+			env := newServer(t, wsauthtest.WithHandler(closingApp(tc.code)))
 			rec := newRecorder()
-			o := &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(),
+			o := &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(),
 				MaxAuthFailures: 3, MaxProtocolErrors: 3}
 			if tc.opts != nil {
 				tc.opts(o)
 			}
-			c, err := New(env.WSURL(), o)
+			c, err := New(env.URL(), o)
 			require.NoError(t, err)
 			defer c.Close()
 			if tc.stopWhy == "" {
@@ -389,7 +388,7 @@ func TestClassificationRowsAgainstServer(t *testing.T) {
 			require.ErrorAs(t, c.Err(), &gu)
 			require.Equal(t, tc.stopWhy, gu.Why)
 			require.Equal(t, tc.code, gu.Code)
-			require.Equal(t, tc.attempts, env.Successes(), "connections made before stopping")
+			require.Equal(t, tc.attempts, successes(env), "connections made before stopping")
 			var ce *CloseError
 			require.ErrorAs(t, c.Err(), &ce)
 		})
@@ -397,12 +396,10 @@ func TestClassificationRowsAgainstServer(t *testing.T) {
 }
 
 func TestConcurrentTriggersMakeOneReconnect(t *testing.T) {
-	env := testenv.New(t, nil)
-	px, err := faultproxy.New(env.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { px.Close() })
+	env := newServer(t)
+	px := env.Proxy()
 	rec := newRecorder()
-	c, err := Dial(testCtx(t), px.URL("ws", "/ws"), &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)},
+	c, err := Dial(testCtx(t), px.URL(), &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
 		OnEvent: rec.on, Backoff: fast(), PingInterval: 5 * time.Millisecond, PongTimeout: time.Second, ReceiveBuffer: 4096, SendQueue: 4096})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
@@ -452,9 +449,9 @@ func TestConcurrentTriggersMakeOneReconnect(t *testing.T) {
 }
 
 func TestNoApplicationMessageBeforeAuthentication(t *testing.T) {
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	gate := make(chan struct{})
-	m := env.Minter("alice", time.Hour)
+	m := newMinter(env, "alice", time.Hour)
 	slow := TokenFunc(func(ctx context.Context) (*oauth2.Token, error) {
 		select {
 		case <-gate:
@@ -464,7 +461,7 @@ func TestNoApplicationMessageBeforeAuthentication(t *testing.T) {
 		return m.Token()
 	})
 	rec := newRecorder()
-	c, err := New(env.WSURL(), &Options{Auth: &FirstMessageAuth{Tokens: slow}, OnEvent: rec.on, Backoff: fast()})
+	c, err := New(env.URL(), &Options{Auth: &FirstMessageAuth{Tokens: slow}, OnEvent: rec.on, Backoff: fast()})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	const n = 50
@@ -488,6 +485,6 @@ func TestNoApplicationMessageBeforeAuthentication(t *testing.T) {
 	for _, ev := range env.AuthEvents() {
 		require.True(t, ev.OK, "refusal: %+v", ev)
 	}
-	require.Equal(t, 1, env.Successes())
+	require.Equal(t, 1, successes(env))
 	_ = errors.New
 }

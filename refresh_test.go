@@ -14,8 +14,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsauth/wsauth/internal/testenv"
 	"github.com/wsauth/wsauth/server"
+	"github.com/wsauth/wsauth/wsauthtest"
 )
 
 // stream runs steady traffic both ways: a sender numbering its messages
@@ -23,6 +23,7 @@ import (
 type stream struct {
 	c       *Client
 	stop    chan struct{}
+	sending chan struct{} // closed when the sender has returned
 	wg      sync.WaitGroup
 	sent    atomic.Int64
 	got     atomic.Int64
@@ -31,10 +32,11 @@ type stream struct {
 }
 
 func startStream(t *testing.T, c *Client, every time.Duration) *stream {
-	s := &stream{c: c, stop: make(chan struct{})}
+	s := &stream{c: c, stop: make(chan struct{}), sending: make(chan struct{})}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
+		defer close(s.sending)
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for i := 0; ; i++ {
@@ -80,6 +82,13 @@ func (s *stream) fail(err error) {
 func (s *stream) finish(t *testing.T, rec *recorder) {
 	t.Helper()
 	close(s.stop)
+	// A tick that fired with the stop can still send one more: wait for the
+	// sender to be done before counting, so Close never races a send.
+	select {
+	case <-s.sending:
+	case <-time.After(waitLong):
+		t.Fatal("the sender did not stop")
+	}
 	require.Eventually(t, func() bool { return s.got.Load() == s.sent.Load() || s.err() != nil }, waitLong, time.Millisecond)
 	require.NoError(t, s.c.Close())
 	s.wg.Wait()
@@ -94,9 +103,9 @@ func (s *stream) err() error {
 
 func TestRefreshKeepsOneSecondSessionAliveFor30Lifetimes(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, func(c *server.Config) { c.SessionTTL = time.Second })
+	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = time.Second }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &FirstMessageAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on})
+	c := dialed(t, env, &Options{Auth: &FirstMessageAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on})
 	first := rec.waitFor(t, 1, kind(EventConnected))
 	require.WithinDuration(t, time.Now().Add(time.Second), first.Expiry, time.Second, "the client learned the lifetime from auth_ok")
 
@@ -113,7 +122,7 @@ func TestRefreshKeepsOneSecondSessionAliveFor30Lifetimes(t *testing.T) {
 
 	refreshes := rec.count(EventRefreshed)
 	t.Logf("%d refreshes, %d messages each way, %d reconnects, server counted %d refreshes",
-		refreshes, s.got.Load(), rec.count(EventReconnecting), env.Server().Stats().Refreshes)
+		refreshes, s.got.Load(), rec.count(EventReconnecting), env.Stats().Refreshes)
 	require.Equal(t, 0, rec.count(EventReconnecting), "zero reconnects")
 	require.Equal(t, 0, rec.count(EventRefreshFailed))
 	require.Equal(t, 1, rec.count(EventConnected))
@@ -125,7 +134,7 @@ func TestRefreshKeepsOneSecondSessionAliveFor30Lifetimes(t *testing.T) {
 	require.GreaterOrEqual(t, refreshes, lifetimes)
 	require.LessOrEqual(t, refreshes, 4*lifetimes+4)
 	// A refresh in flight at Close is counted by the server only.
-	require.InDelta(t, refreshes, env.Server().Stats().Refreshes, 1, "every refresh the client counted, the server accepted")
+	require.InDelta(t, refreshes, env.Stats().Refreshes, 1, "every refresh the client counted, the server accepted")
 }
 
 func TestRefreshRefusedReconnectsBeforeExpiry(t *testing.T) {
@@ -133,12 +142,12 @@ func TestRefreshRefusedReconnectsBeforeExpiry(t *testing.T) {
 	// The server answers the second refresh of a connection with
 	// refresh_failed (rate limited); the client moves to a new connection
 	// before the session runs out.
-	env := testenv.New(t, func(c *server.Config) {
+	env := newServer(t, withConfig(func(c *server.Config) {
 		c.SessionTTL = 4 * time.Second
 		c.RefreshRate, c.RefreshBurst = 0.0001, 1
-	})
+	}))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on})
 	rec.waitFor(t, 1, kind(EventRefreshed))
 	failed := rec.waitFor(t, 1, kind(EventRefreshFailed))
 	var ae *AuthError
@@ -157,19 +166,19 @@ func TestRefreshRefusedReconnectsBeforeExpiry(t *testing.T) {
 
 func TestRefreshTokenSourceFailingFallsBackBeforeExpiry(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, func(c *server.Config) { c.SessionTTL = time.Hour })
+	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = time.Hour }))
 	// Tokens live 4s, so the session does too and a refresh needs a new
 	// token, which the source fails to give once.
-	m := env.Minter("alice", 4*time.Second)
+	m := newMinter(env, "alice", 4*time.Second)
 	rec := newRecorder()
 	c := dialed(t, env, &Options{Auth: &QueryAuth{Tokens: m}, OnEvent: rec.on})
 	first := rec.waitFor(t, 1, kind(EventConnected))
-	m.FailNext(1)
+	m.failNext(1)
 	failed := rec.waitFor(t, 1, kind(EventRefreshFailed))
 	require.Contains(t, failed.Err.Error(), "token source")
 	again := rec.waitFor(t, 2, kind(EventConnected))
 	require.True(t, again.Time.Before(first.Expiry), "reconnected before the session would have expired")
-	require.Len(t, m.Minted(), 2)
+	require.Len(t, m.minted(), 2)
 	echo(t, c, "still here")
 }
 
@@ -195,9 +204,9 @@ func (unknownRefresh) RefreshMessage(token string) ([]byte, error) {
 
 func TestRefreshNeverAnsweredFallsBackInTime(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, func(c *server.Config) { c.SessionTTL = 4 * time.Second; c.Handler = silentApp() })
+	env := newServer(t, wsauthtest.WithHandler(silentApp()), withConfig(func(c *server.Config) { c.SessionTTL = 4 * time.Second }))
 	rec := newRecorder()
-	dialed(t, env, &Options{Auth: &FirstMessageAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on,
+	dialed(t, env, &Options{Auth: &FirstMessageAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
 		Dialect: unknownRefresh{DefaultDialect}})
 	first := rec.waitFor(t, 1, kind(EventConnected))
 	failed := rec.waitFor(t, 1, kind(EventRefreshFailed))
@@ -211,10 +220,10 @@ func TestRefreshNeverAnsweredFallsBackInTime(t *testing.T) {
 
 func TestRefreshWithAnotherPrincipalsTokenIsRefused(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, func(c *server.Config) { c.SessionTTL = 3 * time.Second })
+	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = 3 * time.Second }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on,
-		TokenSource: env.Minter("bob", time.Hour)})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
+		TokenSource: env.TokenSource("bob", time.Hour)})
 	require.Equal(t, "alice header", ask(t, c, "whoami"))
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Equal(t, StatusPolicyViolation, ev.Code)
@@ -226,7 +235,7 @@ func TestRefreshWithAnotherPrincipalsTokenIsRefused(t *testing.T) {
 
 func TestServerClosesAtExpiryWithoutRefresh(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, func(c *server.Config) { c.SessionTTL = time.Second })
+	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = time.Second }))
 	rec := newRecorder()
 	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: StaticToken(env.Token("alice", time.Hour))}, OnEvent: rec.on,
 		Renewal: RenewNone})
@@ -250,7 +259,11 @@ func TestServerClosesAtExpiryWithoutRefresh(t *testing.T) {
 func closeRecordingApp(codes chan<- websocket.StatusCode) server.Handler {
 	return server.HandlerFunc(func(ctx context.Context, c *server.Conn) {
 		for {
-			typ, data, err := c.Read(ctx)
+			// Not ctx: once the connection has ended, ctx is done too, and
+			// a Read that finds both ready may report ctx's error instead
+			// of the close frame. Without a context of its own, Read
+			// returns how the connection ended.
+			typ, data, err := c.Read(context.Background())
 			if err != nil {
 				codes <- websocket.CloseStatus(err)
 				return
@@ -265,9 +278,9 @@ func closeRecordingApp(codes chan<- websocket.StatusCode) server.Handler {
 func TestRotationUnderSteadyTraffic(t *testing.T) {
 	t.Parallel()
 	codes := make(chan websocket.StatusCode, 100)
-	env := testenv.New(t, func(c *server.Config) { c.SessionTTL = 3 * time.Second; c.Handler = closeRecordingApp(codes) })
+	env := newServer(t, wsauthtest.WithHandler(closeRecordingApp(codes)), withConfig(func(c *server.Config) { c.SessionTTL = 3 * time.Second }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.Minter("alice", time.Hour)},
+	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
 		OnEvent: rec.on, Renewal: RenewRotate})
 	s := startStream(t, c, 5*time.Millisecond)
 	rec.waitFor(t, 3, kind(EventRotated))
@@ -282,12 +295,12 @@ func TestRotationUnderSteadyTraffic(t *testing.T) {
 
 func TestGoingAwayNoticeRotates(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, nil)
+	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, OnEvent: rec.on})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on})
 	s := startStream(t, c, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return s.got.Load() > 20 }, waitLong, time.Millisecond)
-	require.Equal(t, 1, env.Server().GoingAway("maintenance"))
+	require.Equal(t, 1, env.GoingAway("maintenance"))
 	rec.waitFor(t, 1, kind(EventRotated))
 	require.Eventually(t, func() bool { return s.got.Load() > 60 }, waitLong, time.Millisecond)
 	s.finish(t, rec)
@@ -295,8 +308,8 @@ func TestGoingAwayNoticeRotates(t *testing.T) {
 }
 
 func TestRefresherSharesTheProvidersTokenCache(t *testing.T) {
-	env := testenv.New(t, nil)
-	auth := &FirstMessageAuth{Tokens: env.Minter("alice", time.Hour)}
+	env := newServer(t)
+	auth := &FirstMessageAuth{Tokens: env.TokenSource("alice", time.Hour)}
 	c := dialed(t, env, &Options{Auth: auth})
 	require.Same(t, auth.tokenCache(), c.tokens, "one cache, so one fetch in flight for refresher and reconnects")
 }
@@ -307,7 +320,7 @@ func TestThousandClientsRefreshAtSpreadTimes(t *testing.T) {
 	}
 	// Not parallel: a thousand clients starting at once would starve the
 	// one-second sessions of the other tests.
-	env := testenv.New(t, func(c *server.Config) { c.SessionTTL = 6 * time.Second; c.MaxPreAuthPerIP = -1 })
+	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = 6 * time.Second; c.MaxPreAuthPerIP = -1 }))
 	const n = 1000
 	var mu sync.Mutex
 	offsets := make([]time.Duration, 0, n)
@@ -317,7 +330,7 @@ func TestThousandClientsRefreshAtSpreadTimes(t *testing.T) {
 	clients := make([]*Client, n)
 	for i := 0; i < n; i++ {
 		var once sync.Once
-		c, err := New(env.WSURL(), &Options{
+		c, err := New(env.URL(), &Options{
 			Auth:         &HeaderAuth{Tokens: StaticToken(env.Token("alice", time.Hour))},
 			PingInterval: -1,
 			OnEvent: func(e Event) {
@@ -368,14 +381,14 @@ func TestThousandClientsRefreshAtSpreadTimes(t *testing.T) {
 
 func TestCloseSendsCodeAndReasonToServer(t *testing.T) {
 	codes := make(chan websocket.StatusCode, 4)
-	env := testenv.New(t, func(c *server.Config) { c.Handler = closeRecordingApp(codes) })
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}})
+	env := newServer(t, wsauthtest.WithHandler(closeRecordingApp(codes)))
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}})
 	echo(t, c, "hi")
 	require.NoError(t, c.Close())
 	require.Equal(t, StatusNormalClosure, <-codes)
 
 	// A client whose application stopped reading still closes cleanly.
-	c2 := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.Minter("alice", time.Hour)}, ReceiveBuffer: 1})
+	c2 := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, ReceiveBuffer: 1})
 	for i := 0; i < 5; i++ {
 		require.NoError(t, c2.SendText(testCtx(t), "unread"))
 	}

@@ -1,0 +1,193 @@
+// Package exampleserver runs the wsauth reference server in-process on
+// 127.0.0.1 for the examples, so that `go run ./examples/X` works with no
+// setup. It stands in for the service a real program would talk to.
+package exampleserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wsauth/wsauth/server"
+)
+
+// Demo credentials the local server accepts.
+const (
+	// User and Password log in at the login endpoint.
+	User     = "alice"
+	Password = "alice-password"
+	// ClientID and ClientSecret are an OAuth 2.0 client of the token
+	// endpoint (client-credentials grant).
+	ClientID     = "reporting-bot"
+	ClientSecret = "bot-secret"
+	// Origin is the browser origin the server allows.
+	Origin = "https://app.example.com"
+	// Subprotocol is the application subprotocol the server selects.
+	Subprotocol = "chat.v1"
+)
+
+// TickEvery is how often a subscribed topic gets an update.
+const TickEvery = 300 * time.Millisecond
+
+// Server is the reference server on a loopback port, which it keeps across
+// Stop and Start.
+type Server struct {
+	issuer *server.HMACIssuer
+	cfg    server.Config
+	addr   string
+
+	mu   sync.Mutex
+	srv  *server.Server
+	hs   *http.Server
+	done chan struct{} // closed when Serve returns
+}
+
+// Start runs the reference server with every pattern enabled and App as
+// its application.
+func Start() (*Server, error) {
+	iss, err := server.NewHMACIssuer(server.RandomKey())
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{issuer: iss}
+	s.cfg = server.Config{
+		Verifier:       iss,
+		Issuer:         iss,
+		Handler:        App(),
+		Users:          map[string]string{User: Password},
+		Clients:        map[string]string{ClientID: ClientSecret},
+		AllowedOrigins: []string{Origin},
+		Subprotocols:   []string{Subprotocol},
+		// Kept across a restart, as a deployment's shared stores would be.
+		TicketStore:  server.NewMemoryTicketStore(),
+		SessionStore: server.NewMemorySessionStore(),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.addr = ln.Addr().String()
+	if err := s.serve(ln); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) serve(ln net.Listener) error {
+	srv, err := server.New(s.cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hs.Serve(ln)
+	}()
+	s.mu.Lock()
+	s.srv, s.hs, s.done = srv, hs, done
+	s.mu.Unlock()
+	return nil
+}
+
+// WSURL is the WebSocket URL.
+func (s *Server) WSURL() string { return "ws://" + s.addr + "/ws" }
+
+// HTTPURL is the base URL of the endpoints (/api/ws-ticket, /api/login,
+// /oauth/token).
+func (s *Server) HTTPURL() string { return "http://" + s.addr }
+
+// Token mints a token for subject, valid for ttl.
+func (s *Server) Token(subject string, ttl time.Duration) string {
+	tok, err := s.issuer.Issue(subject, ttl)
+	if err != nil {
+		panic(err) // only a non-positive ttl or an empty subject
+	}
+	return tok
+}
+
+// Stop takes the server down: WebSockets get 1001 "Server shutting down",
+// the port refuses connections until Start.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	srv, hs, done := s.srv, s.hs, s.done
+	s.srv, s.hs = nil, nil
+	s.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	// http.Server does not track hijacked connections; the reference
+	// server closes its WebSockets itself.
+	srv.Close()
+	hs.Close()
+	<-done
+}
+
+// Start brings a stopped server back on the same port.
+func (s *Server) Start() error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", s.addr)
+		if err == nil {
+			return s.serve(ln)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("restarting on %s: %w", s.addr, err)
+		}
+		time.Sleep(50 * time.Millisecond) // the old socket may need a moment to let go of the port
+	}
+}
+
+// Close stops the server for good.
+func (s *Server) Close() { s.Stop() }
+
+// App is the examples' application: it echoes every message, except that
+// "subscribe <topic>" is answered "subscribed to <topic>" and followed by
+// "<topic>: update N" every TickEvery until the connection ends.
+func App() server.Handler {
+	return server.HandlerFunc(func(ctx context.Context, c *server.Conn) {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for {
+			typ, data, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			topic, ok := strings.CutPrefix(string(data), "subscribe ")
+			if !ok {
+				if c.Write(ctx, typ, data) != nil {
+					return
+				}
+				continue
+			}
+			if c.Write(ctx, websocket.MessageText, []byte("subscribed to "+topic)) != nil {
+				return
+			}
+			wg.Go(func() { publish(ctx, c, topic) })
+		}
+	})
+}
+
+func publish(ctx context.Context, c *server.Conn, topic string) {
+	tick := time.NewTicker(TickEvery)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := c.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf("%s: update %d", topic, n))); err != nil {
+			return
+		}
+	}
+}
