@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wsauth/wsauth/server"
+)
+
+// envSecret keeps the HMAC key off the command line.
+const envSecret = "WSAUTH_SECRET"
+
+// Demo accounts of serve, documented defaults: a loopback demo server needs
+// credentials that a newcomer can type.
+const (
+	defaultUser   = "demo:demo-password"
+	defaultClient = "demo-client:demo-client-secret"
+)
+
+const (
+	defaultServeAddr  = "127.0.0.1:8080"
+	defaultServeSubpr = "chat.v1"
+	defaultTokenTTL   = time.Hour
+	// The token printed at start when the key is random, and its subject
+	// (also `wsauth token`'s default subject).
+	printedTokenTTL = 24 * time.Hour
+	printedTokenSub = "demo"
+	// minSecretLen is server.NewHMACIssuer's minimum key length.
+	minSecretLen    = 16
+	healthPath      = "/healthz"
+	shutdownTimeout = 10 * time.Second
+)
+
+type serveFlags struct {
+	addr          string
+	origins       *listFlag
+	subprotocols  *listFlag
+	users         *listFlag
+	clients       *listFlag
+	sessionTTL    time.Duration
+	ticketTTL     time.Duration
+	tokenTTL      time.Duration
+	expiryNotice  time.Duration
+	secret        *textFlag
+	tlsCert       string
+	tlsKey        string
+	testControls  bool
+	logFormat     string
+	logLevel      string
+	noRateLimits  bool
+	authTimeout   time.Duration
+	maxPreAuthPer int
+}
+
+func serveCommand() *command {
+	return &command{
+		name:    "serve",
+		summary: "run the reference server: echo application, every credential pattern",
+		usage:   "[flags]",
+		help: `
+Run the reference server (package server) with an echo application: every message a
+client sends after authenticating comes back to it. All six patterns are enabled
+(header, subprotocol, ticket, query, cookie, first message), with the ticket endpoint
+POST /api/ws-ticket, cookie login POST /api/login and logout POST /api/logout, and the
+OAuth 2.0 client-credentials endpoint POST /oauth/token. GET /healthz answers 200.
+
+Tokens are HMAC-signed with --secret (or WSAUTH_SECRET); mint them with 'wsauth token'.
+Without a secret a random key is generated, never printed, and a token for the user
+"demo" (valid 24h) is printed at start instead.
+
+The first line on stdout is "wsauth serve: listening on http(s)://ADDRESS"; --addr with
+port 0 picks a free port, and that line says which. Logs go to stderr (log/slog),
+without credentials; each connection's end is logged as "connection ended" with the
+close code the client sent. SIGINT or SIGTERM closes every WebSocket with 1001 and
+exits 0.
+
+Not for production: the accounts below are demo defaults, and --test-controls lets
+anyone who can reach the server close or revoke connections.`,
+		groups: []flagGroup{
+			{"Listening", []string{"addr", "tls-cert", "tls-key", "origin", "subprotocol"}},
+			{"Credentials", []string{"secret", "user", "client", "token-ttl"}},
+			{"Sessions", []string{"session-ttl", "ticket-ttl", "expiry-notice", "auth-timeout", "no-rate-limits", "max-pre-auth"}},
+			{"Tests and logs", []string{"test-controls", "log-format", "log-level"}},
+		},
+		flags: func() (*flag.FlagSet, any) {
+			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+			f := &serveFlags{
+				origins:      newListFlag(),
+				subprotocols: newListFlag(defaultServeSubpr),
+				users:        newListFlag(defaultUser),
+				clients:      newListFlag(defaultClient),
+				secret:       &textFlag{text: "WSAUTH_SECRET, else a random key that is never shown, and a demo token is printed"},
+			}
+			fs.StringVar(&f.addr, "addr", defaultServeAddr, "listen on `HOST:PORT`; port 0 picks a free one")
+			fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS (https, wss) with the PEM certificate chain in `FILE`; needs --tls-key")
+			fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
+			fs.Var(f.origins, "origin", "exact browser `ORIGIN` (scheme://host[:port]) allowed besides the server's own; repeatable")
+			fs.Var(f.subprotocols, "subprotocol", "application `SUBPROTOCOL` the server may select; repeatable")
+			fs.Var(f.secret, "secret", "HMAC key `KEY` of the tokens, at least 16 bytes (prefer WSAUTH_SECRET: command lines are visible to other users)")
+			fs.Var(f.users, "user", "cookie-login account `NAME:PASSWORD`; repeatable")
+			fs.Var(f.clients, "client", "OAuth 2.0 client `ID:SECRET` for POST /oauth/token; repeatable")
+			fs.DurationVar(&f.tokenTTL, "token-ttl", defaultTokenTTL, "lifetime `D` of tokens from POST /oauth/token")
+			fs.DurationVar(&f.sessionTTL, "session-ttl", time.Hour, "lifetime `D` of an authenticated connection unless refreshed; negative: only the token's expiry")
+			fs.DurationVar(&f.ticketTTL, "ticket-ttl", 30*time.Second, "lifetime `D` of a ticket")
+			fs.DurationVar(&f.expiryNotice, "expiry-notice", 0, "send {\"type\":\"expiring\"} `D` before a session ends; 0: never")
+			fs.DurationVar(&f.authTimeout, "auth-timeout", 5*time.Second, "how long an upgraded connection may take to send its auth message, `D`")
+			fs.BoolVar(&f.noRateLimits, "no-rate-limits", false, "turn off the per-IP rate limits of handshakes, tickets, logins and refreshes (load tests)")
+			fs.IntVar(&f.maxPreAuthPer, "max-pre-auth", 16, "connections per IP that may wait for their auth message at once, `N`")
+			fs.BoolVar(&f.testControls, "test-controls", false, "mount the fault hooks under /control/ (close-all, revoke, expire, refuse, pause, going-away); tests only")
+			fs.StringVar(&f.logFormat, "log-format", "text", "log `FORMAT` on stderr: text|json")
+			fs.StringVar(&f.logLevel, "log-level", "info", "log `LEVEL`: debug|info|warn|error")
+			return fs, f
+		},
+		run: func(ctx context.Context, cfg any, args []string, s stdio) int {
+			if len(args) > 0 {
+				return fail(s, "serve", usagef("takes no arguments, got %q", args))
+			}
+			return runServe(ctx, cfg.(*serveFlags), s)
+		},
+	}
+}
+
+// serveSetup is what runServe needs, built and checked from the flags.
+type serveSetup struct {
+	cfg         server.Config
+	issuer      *server.HMACIssuer
+	randomKey   bool
+	tlsCert     *tls.Certificate
+	log         *slog.Logger
+	defaultUser bool
+}
+
+func newServeSetup(f *serveFlags, s stdio) (*serveSetup, error) {
+	st := &serveSetup{}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "text":
+		st.log = slog.New(slog.NewTextHandler(s.err, opts))
+	case "json":
+		st.log = slog.New(slog.NewJSONHandler(s.err, opts))
+	default:
+		return nil, usagef("--log-format %q: want text or json", f.logFormat)
+	}
+
+	secret := f.secret.val
+	if secret == "" {
+		secret = s.getenv(envSecret)
+	}
+	key := []byte(secret)
+	if secret == "" {
+		key, st.randomKey = server.RandomKey(), true
+	} else if len(key) < minSecretLen {
+		return nil, usagef("--secret must be at least %d bytes", minSecretLen)
+	}
+	iss, err := server.NewHMACIssuer(key)
+	if err != nil {
+		return nil, usagef("--secret: %v", err)
+	}
+	st.issuer = iss
+
+	users, err := pairs("--user", f.users.vals)
+	if err != nil {
+		return nil, err
+	}
+	st.defaultUser = !f.users.set
+	clients, err := pairs("--client", f.clients.vals)
+	if err != nil {
+		return nil, err
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, usagef("--tls-cert and --tls-key go together")
+	}
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
+		}
+		st.tlsCert = &cert
+	}
+	if f.ticketTTL <= 0 || f.tokenTTL <= 0 || f.authTimeout <= 0 {
+		return nil, usagef("--ticket-ttl, --token-ttl and --auth-timeout must be positive")
+	}
+	if f.sessionTTL == 0 || f.expiryNotice < 0 {
+		return nil, usagef("--session-ttl must not be 0 (negative: only the token's expiry), --expiry-notice not negative")
+	}
+	if f.maxPreAuthPer < 1 {
+		return nil, usagef("--max-pre-auth must be at least 1")
+	}
+
+	st.cfg = server.Config{
+		Verifier:        iss,
+		Issuer:          iss,
+		Handler:         echoLogged(st.log),
+		AllowedOrigins:  f.origins.vals,
+		Subprotocols:    f.subprotocols.vals,
+		Users:           users,
+		Clients:         clients,
+		TicketTTL:       f.ticketTTL,
+		TokenTTL:        f.tokenTTL,
+		SessionTTL:      f.sessionTTL,
+		ExpiryNotice:    f.expiryNotice,
+		AuthTimeout:     f.authTimeout,
+		MaxPreAuthPerIP: f.maxPreAuthPer,
+		TestControls:    f.testControls,
+		Logger:          st.log,
+	}
+	if f.noRateLimits {
+		st.cfg.HandshakeRate, st.cfg.TicketRate, st.cfg.LoginRate, st.cfg.RefreshRate = -1, -1, -1, -1
+	}
+	return st, nil
+}
+
+// pairs parses NAME:SECRET flags.
+func pairs(flagName string, vals []string) (map[string]string, error) {
+	m := make(map[string]string, len(vals))
+	for _, v := range vals {
+		name, secret, ok := strings.Cut(v, ":")
+		if !ok || name == "" || secret == "" {
+			return nil, usagef("%s wants NAME:SECRET", flagName)
+		}
+		m[name] = secret
+	}
+	return m, nil
+}
+
+func runServe(ctx context.Context, f *serveFlags, s stdio) int {
+	st, err := newServeSetup(f, s)
+	if err != nil {
+		return fail(s, "serve", err)
+	}
+	srv, err := server.New(st.cfg)
+	if err != nil {
+		return fail(s, "serve", usagef("%v", err))
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		srv.Close()
+		return fail(s, "serve", err)
+	}
+	scheme := "http"
+	if st.tlsCert != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*st.tlsCert}, MinVersion: tls.VersionTLS12})
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+healthPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("/", srv)
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Failed TLS handshakes and the like, at debug level.
+		ErrorLog: slog.NewLogLogger(st.log.Handler(), slog.LevelDebug),
+	}
+	base := scheme + "://" + ln.Addr().String()
+	printBanner(s.out, st, f, base)
+	st.log.Info("listening", "addr", ln.Addr().String(), "tls", st.tlsCert != nil,
+		"test_controls", f.testControls, "origins", strings.Join(f.origins.vals, ","))
+
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err = <-served:
+		srv.Close()
+		st.log.Error("serving failed", "error", err.Error())
+		return exitFailure
+	case <-ctx.Done():
+	}
+	st.log.Info("shutting down")
+	// Close the WebSockets first (1001): http.Server.Shutdown does not know
+	// hijacked connections and would wait for nothing or forever.
+	srv.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		st.log.Warn("shutdown", "error", err.Error())
+		hs.Close()
+	}
+	<-served
+	st.log.Info("stopped")
+	return exitOK
+}
+
+// printBanner tells a human on stdout where everything is. It prints a
+// credential only when it is the demo's own: the token of a random key,
+// and the default demo password, which is documented anyway.
+func printBanner(w io.Writer, st *serveSetup, f *serveFlags, base string) {
+	ws := strings.Replace(strings.Replace(base, "https://", "wss://", 1), "http://", "ws://", 1)
+	fmt.Fprintf(w, "wsauth serve: listening on %s\n", base)
+	fmt.Fprintf(w, "  websocket      %s/ws\n", ws)
+	fmt.Fprintf(w, "  ticket         POST %s/api/ws-ticket  (Authorization: Bearer TOKEN)\n", base)
+	if st.defaultUser {
+		fmt.Fprintf(w, "  cookie login   POST %s/api/login  {\"username\":\"demo\",\"password\":\"demo-password\"}\n", base)
+	} else {
+		fmt.Fprintf(w, "  cookie login   POST %s/api/login  users: %s\n", base, strings.Join(sortedKeys(st.cfg.Users), ", "))
+	}
+	fmt.Fprintf(w, "  oauth2 token   POST %s/oauth/token  clients: %s\n", base, strings.Join(sortedKeys(st.cfg.Clients), ", "))
+	if f.testControls {
+		fmt.Fprintf(w, "  test controls  POST %s/control/{close-all,revoke,unrevoke,expire,refuse,pause,going-away}\n", base)
+	}
+	if st.randomKey {
+		tok, err := st.issuer.Issue(printedTokenSub, printedTokenTTL)
+		if err == nil {
+			fmt.Fprintf(w, "  demo token     %s\n", tok)
+			fmt.Fprintf(w, "                 (subject %q, valid %s; the signing key is random and not shown: use --secret to mint your own)\n", printedTokenSub, printedTokenTTL)
+		}
+	}
+	fmt.Fprintf(w, "  try            wsauth connect --auth ticket --token TOKEN %s/ws\n", ws)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// echoLogged is the echo application, logging how each connection ended:
+// the close code the client sent (or echoed, when the server closed first).
+// That line is how a test sees a client's clean 1000.
+func echoLogged(lg *slog.Logger) server.Handler {
+	return server.HandlerFunc(func(ctx context.Context, c *server.Conn) {
+		p := c.Principal()
+		lg.Info("connection started", "subject", p.Subject, "method", string(p.Method), "remote", c.RemoteAddr(),
+			"subprotocol", c.Subprotocol())
+		var err error
+		for {
+			var typ websocket.MessageType
+			var data []byte
+			// Not ctx: Read with the connection's own end is certain to
+			// return the read error, which carries the peer's close code.
+			typ, data, err = c.Read(context.Background())
+			if err != nil {
+				break
+			}
+			if c.Write(ctx, typ, data) != nil {
+				// A failed write closes the connection; the read error
+				// that follows says how.
+				for err == nil {
+					_, _, err = c.Read(context.Background())
+				}
+				break
+			}
+		}
+		attrs := []any{"subject", p.Subject, "method", string(p.Method), "remote", c.RemoteAddr()}
+		if code := websocket.CloseStatus(err); code != -1 {
+			attrs = append(attrs, "close_code", int(code))
+			var ce websocket.CloseError
+			if errors.As(err, &ce) && ce.Reason != "" {
+				attrs = append(attrs, "close_reason", ce.Reason)
+			}
+		} else {
+			attrs = append(attrs, "error", err.Error())
+		}
+		lg.Info("connection ended", attrs...)
+	})
+}
