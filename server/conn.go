@@ -96,8 +96,12 @@ type Conn struct {
 	closing        bool
 	closeCode      websocket.StatusCode
 	closeReason    string
+	// asked counts Read calls, handed the messages given to them; the reader reads the next
+	// frame only once asked has passed handed.
+	asked, handed int64
 
 	wake       chan struct{} // deadline moved; capacity 1
+	askedWake  chan struct{} // Read was called; capacity 1
 	closeReq   chan struct{} // closed by shutdown
 	superDone  chan struct{} // closed when the session clock goroutine has closed the socket
 	readerDone chan struct{} // closed when the reader goroutine has returned
@@ -126,6 +130,7 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *Conn {
 		in:           make(chan message),
 		refreshLimit: refresh,
 		wake:         make(chan struct{}, 1),
+		askedWake:    make(chan struct{}, 1),
 		closeReq:     make(chan struct{}),
 		superDone:    make(chan struct{}),
 		readerDone:   make(chan struct{}),
@@ -152,15 +157,60 @@ func (c *Conn) RemoteAddr() string {
 
 // Read returns the next application message. Refresh messages never reach it. It returns an
 // error when ctx ends or the connection is closed; after that the connection is unusable.
+//
+// The socket is read at the application's pace: after handing over a message the server
+// reads no further frame, control frames included, until the application calls Read again
+// (as with coder/websocket, a handler must keep reading for pings to be answered).
+// A handler that answers each message before reading the next thus has its answers on the
+// wire before the server's pong to any ping that followed the message, which is the barrier
+// a client uses to know it has received everything before it closes a connection.
 func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) {
+	c.mu.Lock()
+	c.asked++
+	c.mu.Unlock()
+	select {
+	case c.askedWake <- struct{}{}:
+	default:
+	}
 	select {
 	case m, ok := <-c.in:
-		if !ok {
-			return 0, nil, c.readErr
-		}
-		return m.typ, m.data, nil
+		return c.received(m, ok)
 	case <-ctx.Done():
+		// A connection that ended and a context that ended with it are both ready; the
+		// connection's own error, with its close code, is the one the handler wants.
+		select {
+		case m, ok := <-c.in:
+			return c.received(m, ok)
+		default:
+		}
 		return 0, nil, ctx.Err()
+	}
+}
+
+func (c *Conn) received(m message, ok bool) (websocket.MessageType, []byte, error) {
+	if !ok {
+		return 0, nil, c.readErr
+	}
+	return m.typ, m.data, nil
+}
+
+// awaitAsk blocks the reader after a handover until the application asks for another
+// message, or the connection is closing (then the close handshake must be read).
+func (c *Conn) awaitAsk() {
+	for {
+		c.mu.Lock()
+		// Until the first handover the socket is read freely: a handler that only writes
+		// still gets its pings answered and its close handshakes done.
+		ready := c.handed == 0 || c.asked > c.handed
+		c.mu.Unlock()
+		if ready {
+			return
+		}
+		select {
+		case <-c.askedWake:
+		case <-c.closeReq:
+			return
+		}
 	}
 }
 
@@ -321,6 +371,7 @@ func (c *Conn) send(m serverMessage) error {
 func (c *Conn) readLoop() {
 	defer close(c.readerDone)
 	for {
+		c.awaitAsk()
 		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			c.readErr = err
@@ -344,6 +395,9 @@ func (c *Conn) readLoop() {
 		}
 		select {
 		case c.in <- message{typ: typ, data: data}:
+			c.mu.Lock()
+			c.handed++
+			c.mu.Unlock()
 		case <-c.closeReq:
 			// Closing: keep reading so the close handshake completes, drop the message.
 		}

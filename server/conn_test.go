@@ -290,3 +290,63 @@ func TestHangingStoreHitsAuthTimeout(t *testing.T) {
 	requireRefused(t, e.mustDial(t, e.wsURL("?ticket=whatever"), nil), websocket.StatusPolicyViolation, ReasonAuthTimeout)
 	require.Zero(t, e.calls.Load())
 }
+
+// TestPongFollowsTheAnswers checks the ordering a rotating client relies
+// on: a handler that answers each message before reading the next has its
+// answers on the wire before the pong to a ping sent after the messages.
+func TestPongFollowsTheAnswers(t *testing.T) {
+	slow := make(chan struct{})
+	e := newEnv(t, func(c *Config) {
+		c.Handler = HandlerFunc(func(ctx context.Context, c *Conn) {
+			for {
+				typ, data, err := c.Read(ctx)
+				if err != nil {
+					return
+				}
+				<-slow // the application takes its time with each message
+				if c.Write(ctx, typ, data) != nil {
+					return
+				}
+			}
+		})
+	})
+	ws := e.mustDialAuthed(t, e.wsURL(""), headerOpts(e.token(t, "alice")))
+	const n = 5
+	for i := 0; i < n; i++ {
+		require.NoError(t, ws.Write(ctxT(t), websocket.MessageText, []byte{byte('0' + i)}))
+	}
+	got := make(chan string, n)
+	go func() {
+		for {
+			_, data, err := ws.Read(context.Background())
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- string(data)
+		}
+	}()
+	pinged := make(chan error, 1)
+	go func() { pinged <- ws.Ping(ctxT(t)) }()
+	close(slow)
+	require.NoError(t, <-pinged)
+	// Every answer was read before the pong was.
+	require.Len(t, got, n)
+	for i := 0; i < n; i++ {
+		require.Equal(t, string(rune('0'+i)), <-got)
+	}
+}
+
+// TestWriteOnlyHandlerStillAnswersPings: a handler that never reads keeps
+// its connection alive, because before the first handover the socket is
+// read freely.
+func TestWriteOnlyHandlerStillAnswersPings(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Handler = HandlerFunc(func(ctx context.Context, c *Conn) { <-ctx.Done() })
+	})
+	ws := e.mustDialAuthed(t, e.wsURL(""), headerOpts(e.token(t, "alice")))
+	ctx := ws.CloseRead(ctxT(t))
+	require.NoError(t, ws.Ping(ctxT(t)))
+	require.NoError(t, ws.Close(websocket.StatusNormalClosure, ""))
+	<-ctx.Done()
+}
