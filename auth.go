@@ -98,6 +98,12 @@ type Proof struct {
 	// application message, for providers with an in-band step of their
 	// own. An error fails the attempt.
 	Exchange func(ctx context.Context, conn Conn) error
+	// Provisional marks a credential that rode the handshake in a form
+	// servers refuse after the upgrade, with a close frame a browser can
+	// read (ticket, query token, cookie): the upgrade alone does not say it
+	// was accepted. A dialect that has a confirmation (DefaultDialect's
+	// auth_ok) waits for it before application messages flow.
+	Provisional bool
 }
 
 // Authenticator supplies credentials. Prepare is called before every
@@ -193,7 +199,7 @@ func (a *QueryAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pro
 	hs.AddSecret(tok.AccessToken)
 	hs.AddSecretParam(param)
 	setQuery(hs.URL, param, tok.AccessToken)
-	return Proof{Expiry: tok.Expiry}, nil
+	return Proof{Expiry: tok.Expiry, Provisional: true}, nil
 }
 
 func (a *QueryAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
@@ -340,9 +346,9 @@ func (a *CookieAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	if a.Origin != "" {
 		hs.Header.Set("Origin", a.Origin)
 	}
-	// A jar does not say when its cookies expire; the server's expiry
-	// notices and the close at expiry cover this pattern.
-	return Proof{}, nil
+	// A jar does not say when its cookies expire; the server's auth_ok,
+	// expiry notices and close at expiry cover this pattern.
+	return Proof{Provisional: true}, nil
 }
 
 func (a *CookieAuth) login(ctx context.Context, hs *Handshake) error {

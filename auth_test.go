@@ -155,9 +155,8 @@ func TestRefusalsAreTypedAndStop(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
-			// Dial would return as soon as the upgrade succeeds for the
-			// patterns a server refuses after upgrading (query, ticket,
-			// cookie); the stop cause tells every pattern's refusal.
+			// The stop cause tells every pattern's refusal, whether the
+			// server refused before the upgrade or after it.
 			url := env.URL()
 			if strings.HasPrefix(tc.name, "first-message") || tc.auth == nil {
 				url = fm.URL()
@@ -377,4 +376,103 @@ func TestTokenCachedAcrossReconnects(t *testing.T) {
 	rec.waitFor(t, 2, kind(EventConnected))
 	echo(t, c, "two")
 	require.Len(t, m.minted(), 1, "a reconnect that says nothing against the token reuses it")
+}
+
+func TestProvisionalCredentialWaitsForTheVerdict(t *testing.T) {
+	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = 10 * time.Minute }))
+	wrong, err := server.NewHMACIssuer(server.RandomKey())
+	require.NoError(t, err)
+	forged, err := wrong.Issue("mallory", time.Hour)
+	require.NoError(t, err)
+
+	// The server upgrades and then refuses a bad query token; Dial reports
+	// the refusal instead of a connection, and a send made meanwhile is
+	// never written: it fails with the stop cause.
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	u, err := url.Parse(env.HTTPURL())
+	require.NoError(t, err)
+	jar.SetCookies(u, []*http.Cookie{{Name: "wsauth_session", Value: "no-such-session", Path: "/"}})
+	for _, auth := range []Authenticator{
+		&QueryAuth{Tokens: StaticToken(forged)},
+		&CookieAuth{Jar: jar},
+	} {
+		c, err := New(env.URL(), &Options{Auth: auth, MaxAuthFailures: 2, Backoff: fast()})
+		require.NoError(t, err)
+		sent := make(chan error, 1)
+		go func() { sent <- c.SendText(testCtx(t), "before the verdict") }()
+		require.Error(t, c.WaitConnected(testCtx(t)))
+		var gu *GaveUpError
+		require.ErrorAs(t, <-sent, &gu, "the send was never written to the refused connection")
+		require.NoError(t, c.Close())
+	}
+	_, err = Dial(testCtx(t), env.URL(), &Options{Auth: &QueryAuth{Tokens: StaticToken(forged)}, MaxAuthFailures: 2, Backoff: fast()})
+	var ce *CloseError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, StatusPolicyViolation, ce.Code)
+
+	// Accepted, the connection reports the session's lifetime from
+	// auth_ok, not the token's hour.
+	rec := newRecorder()
+	dialed(t, env, &Options{Auth: &QueryAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on})
+	ev := rec.waitFor(t, 1, kind(EventConnected))
+	require.WithinDuration(t, time.Now().Add(10*time.Minute), ev.Expiry, time.Minute)
+}
+
+// unconfirmed is a server that checks ?token= after the upgrade and
+// never confirms: it echoes when the token is good and closes 1008 when
+// it is not.
+func unconfirmed(good string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		if r.URL.Query().Get("token") != good {
+			ws.Close(websocket.StatusPolicyViolation, "Unauthorized")
+			return
+		}
+		for {
+			typ, data, err := ws.Read(r.Context())
+			if err != nil || ws.Write(r.Context(), typ, data) != nil {
+				return
+			}
+		}
+	})
+}
+
+func TestPlainDialectForServersWithoutConfirmation(t *testing.T) {
+	srv := httptest.NewServer(unconfirmed("good-token"))
+	t.Cleanup(srv.Close)
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+
+	c, err := Dial(testCtx(t), url, &Options{Auth: &QueryAuth{Tokens: StaticToken("good-token")}, Dialect: PlainDialect})
+	require.NoError(t, err)
+	echo(t, c, "no auth_ok needed")
+	require.NoError(t, c.Close())
+
+	// The default dialect waits for the wsauth protocol's auth_ok, which
+	// this server never sends.
+	rec := newRecorder()
+	c, err = New(url, &Options{Auth: &QueryAuth{Tokens: StaticToken("good-token")}, OnEvent: rec.on,
+		AuthTimeout: 200 * time.Millisecond, Backoff: &FullJitter{Initial: time.Hour}})
+	require.NoError(t, err)
+	ev := rec.waitFor(t, 1, kind(EventReconnecting))
+	require.Contains(t, ev.Err.Error(), "auth timeout")
+	require.NoError(t, c.Close())
+
+	// With the plain dialect a refusal after the upgrade still ends in
+	// re-authentication, and a token that cannot change stops the client.
+	c, err = New(url, &Options{Auth: &QueryAuth{Tokens: StaticToken("bad-token")}, Dialect: PlainDialect,
+		MaxAuthFailures: 2, Backoff: fast()})
+	require.NoError(t, err)
+	waitDone(t, c)
+	var gu *GaveUpError
+	require.ErrorAs(t, c.Err(), &gu)
+	require.Equal(t, StatusPolicyViolation, gu.Code)
+	require.NoError(t, c.Close())
+
+	_, err = PlainDialect.Open(testCtx(t), nil, "a-token")
+	require.Error(t, err, "first-message auth needs a dialect with an auth message")
 }

@@ -754,7 +754,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	}
 	actx, acancel := context.WithTimeout(ctx, c.o.AuthTimeout)
 	defer acancel()
-	conn := wsConn{ws}
+	conn := wsConn{c: ws, provisional: proof.Provisional}
 	opened, err := c.dialect.Open(actx, conn, proof.InBand)
 	if err == nil && proof.Exchange != nil {
 		err = proof.Exchange(actx, conn)

@@ -19,6 +19,10 @@ type Conn interface {
 	Write(ctx context.Context, typ MessageType, p []byte) error
 	// Subprotocol is the subprotocol the server selected, "" for none.
 	Subprotocol() string
+	// Provisional reports that the attempt's credential rode the handshake
+	// in a form servers refuse after the upgrade (Proof.Provisional): the
+	// server's verdict is still to come, in band.
+	Provisional() bool
 }
 
 // Opened is what a dialect learned while opening a connection.
@@ -120,10 +124,36 @@ type Dialect interface {
 // dialect must not use those types for their own messages.
 var DefaultDialect Dialect = defaultDialect{}
 
+// PlainDialect is for servers with no in-band protocol at all: nothing is
+// exchanged after the upgrade, every message is the application's, there
+// is no refresh message (sessions are renewed by reconnecting), and the
+// upgrade is taken as the verdict even for ticket, query and cookie
+// credentials. Use it for a server that sends no confirmation; against a
+// server that refuses those credentials after the upgrade, the refusal
+// then shows up as a close right after the connection is reported up.
+var PlainDialect Dialect = plainDialect{}
+
+type plainDialect struct{}
+
+func (plainDialect) Name() string           { return "plain" }
+func (plainDialect) Subprotocols() []string { return nil }
+
+func (plainDialect) Open(_ context.Context, _ Conn, token string) (Opened, error) {
+	if token != "" {
+		return Opened{}, errors.New("wsauth: the plain dialect has no auth message; FirstMessageAuth needs a dialect that has one")
+	}
+	return Opened{}, nil
+}
+
+func (plainDialect) RefreshMessage(string) ([]byte, error)   { return nil, ErrRefreshUnsupported }
+func (plainDialect) Inspect(MessageType, []byte) Inbound     { return Inbound{Kind: InboundData} }
+func (plainDialect) ClassifyClose(StatusCode, string) Action { return ActionDefault }
+
 // builtinDialects are the dialects known by name, for configuration files
 // and the command line.
 var builtinDialects = map[string]Dialect{
 	DefaultDialect.Name():    DefaultDialect,
+	PlainDialect.Name():      PlainDialect,
 	HomeAssistant{}.Name():   HomeAssistant{},
 	GraphQLWS{}.Name():       GraphQLWS{},
 	(&Centrifugo{}).Name():   &Centrifugo{},
@@ -159,16 +189,22 @@ type typedMessage struct {
 }
 
 func (defaultDialect) Open(ctx context.Context, conn Conn, token string) (Opened, error) {
-	if token == "" {
+	if token != "" {
+		msg, err := json.Marshal(typedMessage{Type: "auth", Token: token})
+		if err != nil {
+			return Opened{}, err
+		}
+		if err := conn.Write(ctx, MessageText, msg); err != nil {
+			return Opened{}, err
+		}
+	} else if !conn.Provisional() {
+		// Header and subprotocol credentials are refused before the
+		// upgrade: the 101 was the verdict. (The server's auth_ok still
+		// comes, and tells the session's lifetime.)
 		return Opened{}, nil
 	}
-	msg, err := json.Marshal(typedMessage{Type: "auth", Token: token})
-	if err != nil {
-		return Opened{}, err
-	}
-	if err := conn.Write(ctx, MessageText, msg); err != nil {
-		return Opened{}, err
-	}
+	// The server confirms every authentication with auth_ok, or refuses
+	// with a close frame; nothing of the application flows before.
 	typ, data, err := conn.Read(ctx)
 	if err != nil {
 		return Opened{}, err
@@ -248,7 +284,10 @@ func seconds(v *float64) time.Duration {
 }
 
 // wsConn adapts a coder/websocket connection to Conn.
-type wsConn struct{ c rawConn }
+type wsConn struct {
+	c           rawConn
+	provisional bool
+}
 
 // rawConn is the part of *websocket.Conn the client uses; an interface so
 // that the dialect tests can run against an in-memory peer.
@@ -268,6 +307,8 @@ func (w wsConn) Write(ctx context.Context, typ MessageType, p []byte) error {
 }
 
 func (w wsConn) Subprotocol() string { return w.c.Subprotocol() }
+
+func (w wsConn) Provisional() bool { return w.provisional }
 
 // closeErr turns coder/websocket's close error into the client's CloseError.
 func closeErr(err error) error {

@@ -126,6 +126,7 @@ func reconnectAction(a Action) func(Event) bool {
 // A scripted message "close:<code>" ends the read with a CloseError.
 type scriptConn struct {
 	subprotocol string
+	provisional bool
 	script      []string
 	wrote       []string
 }
@@ -151,9 +152,12 @@ func (s *scriptConn) Write(ctx context.Context, typ MessageType, p []byte) error
 
 func (s *scriptConn) Subprotocol() string { return s.subprotocol }
 
+func (s *scriptConn) Provisional() bool { return s.provisional }
+
 func TestBuiltinDialectsByName(t *testing.T) {
 	want := map[string]Dialect{
 		"wsauth":        DefaultDialect,
+		"plain":         PlainDialect,
 		"homeassistant": HomeAssistant{},
 		"graphql-ws":    GraphQLWS{},
 		"centrifugo":    &Centrifugo{},

@@ -72,7 +72,7 @@ func (a *TicketAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	hs.AddSecret(t.Value)
 	hs.AddSecretParam(param)
 	setQuery(hs.URL, param, t.Value)
-	return Proof{Expiry: tok.Expiry}, nil
+	return Proof{Expiry: tok.Expiry, Provisional: true}, nil
 }
 
 func (a *TicketAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
@@ -189,7 +189,7 @@ func (a *TicketURLAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) 
 	hs.URL = u
 	// The server's session lifetime is its own business (Slack announces
 	// the end with a disconnect notice), not the bearer token's.
-	return Proof{}, nil
+	return Proof{Provisional: true}, nil
 }
 
 func (a *TicketURLAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
