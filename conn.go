@@ -164,7 +164,9 @@ func (pc *physConn) readLoop() {
 	pc.pending = nil
 	split, _ := pc.c.dialect.(FrameSplitter)
 	for {
-		typ, data, err := pc.ws.Read(pc.ctx)
+		// No context: one would arm a timer per frame; fail closes the
+		// socket to end the read.
+		typ, data, err := pc.ws.Read(context.Background())
 		if err != nil {
 			pc.fail(err)
 			return
