@@ -52,18 +52,10 @@ type Ticket struct {
 
 // Prepare implements Authenticator.
 func (a *TicketAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
-	// A rejected ticket says nothing about the bearer token that bought it:
-	// the next ticket is new anyway. Only an expired session asks for a
-	// fresh bearer too.
-	tokWhy := why
-	if tokWhy == ReasonRejected {
-		tokWhy = ReasonReconnect
-	}
-	tok, err := a.ts.token(ctx, a.Tokens, tokWhy)
+	tok, err := a.ts.bearer(ctx, a.Tokens, why, hs)
 	if err != nil {
 		return Proof{}, err
 	}
-	hs.AddSecret(tok.AccessToken)
 	t, err := a.fetch(ctx, hs, tok)
 	if err != nil {
 		return Proof{}, err
@@ -82,38 +74,9 @@ func (a *TicketAuth) fetch(ctx context.Context, hs *Handshake, tok *oauth2.Token
 	if a.Endpoint == "" {
 		return Ticket{}, errors.New("wsauth: TicketAuth.Endpoint is empty")
 	}
-	u, err := url.Parse(a.Endpoint)
-	if err != nil {
-		return Ticket{}, fmt.Errorf("wsauth: ticket endpoint: %w", err)
-	}
-	if err := checkTransport(u, hs.AllowInsecure); err != nil {
-		return Ticket{}, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.Endpoint, http.NoBody)
+	body, err := a.ts.postBearer(ctx, hs, a.HTTPClient, a.Endpoint, tok, nil)
 	if err != nil {
 		return Ticket{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	req.Header.Set("Accept", "application/json")
-	hc := a.HTTPClient
-	if hc == nil {
-		hc = hs.HTTPClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return Ticket{}, hs.red.Error(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		herr := httpErrorFrom("ticket", resp, hs.red)
-		if herr.Rejected() {
-			a.ts.cache.Reject(tok)
-		}
-		return Ticket{}, herr
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTicketBody))
-	if err != nil {
-		return Ticket{}, hs.red.Error(fmt.Errorf("wsauth: reading ticket: %w", err))
 	}
 	var out struct {
 		Ticket    string   `json:"ticket"`
@@ -172,16 +135,10 @@ var slackAuthErrors = map[string]bool{
 
 // Prepare implements Authenticator.
 func (a *TicketURLAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
-	// As with TicketAuth: a refused URL is not a refused bearer token.
-	tokWhy := why
-	if tokWhy == ReasonRejected {
-		tokWhy = ReasonReconnect
-	}
-	tok, err := a.ts.token(ctx, a.Tokens, tokWhy)
+	tok, err := a.ts.bearer(ctx, a.Tokens, why, hs)
 	if err != nil {
 		return Proof{}, err
 	}
-	hs.AddSecret(tok.AccessToken)
 	u, err := a.fetch(ctx, hs, tok)
 	if err != nil {
 		return Proof{}, err
@@ -200,39 +157,10 @@ func (a *TicketURLAuth) fetch(ctx context.Context, hs *Handshake, tok *oauth2.To
 	if a.Endpoint == "" {
 		return nil, errors.New("wsauth: TicketURLAuth.Endpoint is empty")
 	}
-	ep, err := url.Parse(a.Endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("wsauth: URL endpoint: %w", err)
-	}
-	if err := checkTransport(ep, hs.AllowInsecure); err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.Endpoint, http.NoBody)
+	body, err := a.ts.postBearer(ctx, hs, a.HTTPClient, a.Endpoint, tok,
+		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}})
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	hc := a.HTTPClient
-	if hc == nil {
-		hc = hs.HTTPClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, hs.red.Error(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		herr := httpErrorFrom("ticket", resp, hs.red)
-		if herr.Rejected() {
-			a.ts.cache.Reject(tok)
-		}
-		return nil, herr
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTicketBody))
-	if err != nil {
-		return nil, hs.red.Error(fmt.Errorf("wsauth: reading the URL endpoint's answer: %w", err))
 	}
 	var out struct {
 		OK    bool   `json:"ok"`
@@ -282,4 +210,62 @@ func (a *TicketURLAuth) fetch(ctx context.Context, hs *Handshake, tok *oauth2.To
 		return nil, err
 	}
 	return u, nil
+}
+
+// bearer returns the bearer token that buys a ticket or URL. A refused
+// ticket or URL says nothing against the token that bought it (the next
+// one is new anyway), so only an ended session asks for a fresh token; a
+// token the endpoint itself refuses is rejected there (postBearer).
+func (s *tokenState) bearer(ctx context.Context, src oauth2.TokenSource, why Reason, hs *Handshake) (*oauth2.Token, error) {
+	if why == ReasonRejected {
+		why = ReasonReconnect
+	}
+	tok, err := s.token(ctx, src, why)
+	if err != nil {
+		return nil, err
+	}
+	hs.AddSecret(tok.AccessToken)
+	return tok, nil
+}
+
+// postBearer POSTs to endpoint with tok as a bearer token and returns the
+// answer's body. A 401 or 403 rejects tok in the cache: it is never
+// offered again. hc nil means the client's HTTP client.
+func (s *tokenState) postBearer(ctx context.Context, hs *Handshake, hc *http.Client, endpoint string, tok *oauth2.Token, header http.Header) ([]byte, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("wsauth: ticket endpoint: %w", err)
+	}
+	if err := checkTransport(u, hs.AllowInsecure); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, http.NoBody)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Accept", "application/json")
+	if hc == nil {
+		hc = hs.HTTPClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, hs.red.Error(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		herr := httpErrorFrom("ticket", resp, hs.red)
+		if herr.Rejected() {
+			s.cache.Reject(tok)
+		}
+		return nil, herr
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTicketBody))
+	if err != nil {
+		return nil, hs.red.Error(fmt.Errorf("wsauth: reading the ticket endpoint's answer: %w", err))
+	}
+	return body, nil
 }
