@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,7 +17,10 @@ import (
 
 	"github.com/coder/websocket"
 
+	"golang.org/x/oauth2"
+
 	"github.com/wsauth/wsauth"
+	"github.com/wsauth/wsauth/internal/exampleserver"
 	"github.com/wsauth/wsauth/server"
 )
 
@@ -81,7 +83,6 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 const (
 	sessionTTL  = 2 * time.Second
 	stepTimeout = 10 * time.Second
-	password    = "demo-password"
 )
 
 type tour struct {
@@ -90,92 +91,26 @@ type tour struct {
 	start time.Time
 	outMu sync.Mutex
 
-	mu     sync.Mutex
-	addr   string
-	srv    *server.Server
-	hs     *http.Server
-	issuer *server.HMACIssuer
+	srv  *exampleserver.Server
+	addr string
 }
 
 func (d *tour) startServer() error {
-	iss, err := server.NewHMACIssuer(server.RandomKey())
+	srv, err := exampleserver.Start(func(c *server.Config) { c.SessionTTL = sessionTTL })
 	if err != nil {
 		return err
 	}
-	d.issuer = iss
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	d.addr = ln.Addr().String()
-	return d.serve(ln)
-}
-
-func (d *tour) serve(ln net.Listener) error {
-	srv, err := server.New(server.Config{
-		Verifier:       d.issuer,
-		Issuer:         d.issuer,
-		Handler:        app(),
-		Users:          map[string]string{"alice": password},
-		Clients:        map[string]string{"reporting-bot": "bot-secret"},
-		Subprotocols:   []string{"chat.v1"},
-		AllowedOrigins: []string{"https://app.example.com"},
-		SessionTTL:     sessionTTL,
-	})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
-	go hs.Serve(ln)
-	d.mu.Lock()
-	d.srv, d.hs = srv, hs
-	d.mu.Unlock()
+	d.srv, d.addr = srv, srv.Addr()
 	return nil
 }
 
-func (d *tour) stopServer() {
-	d.mu.Lock()
-	srv, hs := d.srv, d.hs
-	d.srv, d.hs = nil, nil
-	d.mu.Unlock()
-	if srv == nil {
-		return
-	}
-	// Hijacked WebSockets outlive http.Server.Close; the reference server
-	// closes them itself.
-	srv.Close()
-	hs.Close()
-}
+func (d *tour) stopServer() { d.srv.Stop() }
 
-func (d *tour) server() *server.Server {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.srv
-}
+func (d *tour) server() *server.Server { return d.srv.Reference() }
 
-// app echoes, and answers "whoami" with who the server thinks is there.
-func app() server.Handler {
-	return server.HandlerFunc(func(ctx context.Context, c *server.Conn) {
-		for {
-			typ, data, err := c.Read(ctx)
-			if err != nil {
-				return
-			}
-			if string(data) == "whoami" {
-				p := c.Principal()
-				data = []byte(fmt.Sprintf("you are %s, authenticated by %s", p.Subject, p.Method))
-			}
-			if c.Write(ctx, typ, data) != nil {
-				return
-			}
-		}
-	})
-}
-
-func (d *tour) url(path string) string    { return "http://" + d.addr + path }
-func (d *tour) wsURL() string             { return "ws://" + d.addr + "/ws" }
-func (d *tour) tokens(sub string) *minter { return &minter{iss: d.issuer, sub: sub} }
+func (d *tour) url(path string) string               { return d.srv.HTTPURL() + path }
+func (d *tour) wsURL() string                        { return d.srv.WSURL() }
+func (d *tour) tokens(sub string) oauth2.TokenSource { return d.srv.TokenSource(sub) }
 
 // options are the client options every step starts from: events on the
 // timeline, quick backoff so the demo is short.
@@ -234,8 +169,8 @@ func (d *tour) firstMessage(ctx context.Context) error {
 func (d *tour) cookie(ctx context.Context) error {
 	return d.connectAndAsk(ctx, &wsauth.CookieAuth{
 		LoginURL:  d.url("/api/login"),
-		LoginBody: []byte(`{"username":"alice","password":"` + password + `"}`),
-		Origin:    "https://app.example.com",
+		LoginBody: []byte(`{"username":"` + exampleserver.User + `","password":"` + exampleserver.Password + `"}`),
+		Origin:    exampleserver.Origin,
 	}, "cookie")
 }
 
@@ -244,11 +179,11 @@ func (d *tour) header(ctx context.Context) error {
 }
 
 func (d *tour) subprotocol(ctx context.Context) error {
-	return d.connectAndAsk(ctx, &wsauth.SubprotocolAuth{Tokens: d.tokens("alice"), Subprotocol: "chat.v1"}, "subprotocol")
+	return d.connectAndAsk(ctx, &wsauth.SubprotocolAuth{Tokens: d.tokens("alice"), Subprotocol: exampleserver.Subprotocol}, "subprotocol")
 }
 
 func (d *tour) clientCredentials(ctx context.Context) error {
-	src := clientCredentials(d.url("/oauth/token"), "reporting-bot", "bot-secret")
+	src := clientCredentials(d.url("/oauth/token"), exampleserver.ClientID, exampleserver.ClientSecret)
 	return d.connectAndAsk(ctx, &wsauth.FirstMessageAuth{Tokens: src}, "first-message")
 }
 
@@ -320,12 +255,8 @@ func (d *tour) outage(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	ln, err := net.Listen("tcp", d.addr)
-	if err != nil {
+	if err := d.srv.Start(); err != nil {
 		return fmt.Errorf("restarting the server: %w", err)
-	}
-	if err := d.serve(ln); err != nil {
-		return err
 	}
 	d.say("server", "back after %s", down)
 	if err := <-sent; err != nil {
@@ -381,7 +312,7 @@ func (d *tour) replayedTicket(ctx context.Context) error {
 func (d *tour) wrongOrigin(ctx context.Context) error {
 	o := d.options(&wsauth.CookieAuth{
 		LoginURL:  d.url("/api/login"),
-		LoginBody: []byte(`{"username":"alice","password":"` + password + `"}`),
+		LoginBody: []byte(`{"username":"` + exampleserver.User + `","password":"` + exampleserver.Password + `"}`),
 		Origin:    "https://evil.example",
 	})
 	o.MaxAuthFailures = 1

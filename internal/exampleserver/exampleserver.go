@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/oauth2"
 
 	"github.com/wsauth/wsauth/server"
 )
@@ -49,8 +50,8 @@ type Server struct {
 }
 
 // Start runs the reference server with every pattern enabled and App as
-// its application.
-func Start() (*Server, error) {
+// its application; configure may change the configuration first.
+func Start(configure ...func(*server.Config)) (*Server, error) {
 	iss, err := server.NewHMACIssuer(server.RandomKey())
 	if err != nil {
 		return nil, err
@@ -67,6 +68,9 @@ func Start() (*Server, error) {
 		// Kept across a restart, as a deployment's shared stores would be.
 		TicketStore:  server.NewMemoryTicketStore(),
 		SessionStore: server.NewMemorySessionStore(),
+	}
+	for _, fn := range configure {
+		fn(&s.cfg)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -103,6 +107,34 @@ func (s *Server) WSURL() string { return "ws://" + s.addr + "/ws" }
 // HTTPURL is the base URL of the endpoints (/api/ws-ticket, /api/login,
 // /oauth/token).
 func (s *Server) HTTPURL() string { return "http://" + s.addr }
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return s.addr }
+
+// Reference is the running reference server, for its fault hooks; nil
+// while stopped.
+func (s *Server) Reference() *server.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv
+}
+
+// TokenSource mints a new token for subject on every call, valid for an
+// hour, as an identity provider would.
+func (s *Server) TokenSource(subject string) oauth2.TokenSource {
+	return tokenFunc(func() (*oauth2.Token, error) {
+		const ttl = time.Hour
+		tok, err := s.issuer.Issue(subject, ttl)
+		if err != nil {
+			return nil, err
+		}
+		return &oauth2.Token{AccessToken: tok, TokenType: "Bearer", Expiry: time.Now().Add(ttl)}, nil
+	})
+}
+
+type tokenFunc func() (*oauth2.Token, error)
+
+func (f tokenFunc) Token() (*oauth2.Token, error) { return f() }
 
 // Token mints a token for subject, valid for ttl.
 func (s *Server) Token(subject string, ttl time.Duration) string {
@@ -149,6 +181,7 @@ func (s *Server) Start() error {
 func (s *Server) Close() { s.Stop() }
 
 // App is the examples' application: it echoes every message, except that
+// "whoami" is answered with who the server thinks is there, and
 // "subscribe <topic>" is answered "subscribed to <topic>" and followed by
 // "<topic>: update N" every TickEvery until the connection ends.
 func App() server.Handler {
@@ -161,6 +194,10 @@ func App() server.Handler {
 			typ, data, err := c.Read(ctx)
 			if err != nil {
 				return
+			}
+			if string(data) == "whoami" {
+				p := c.Principal()
+				data = []byte(fmt.Sprintf("you are %s, authenticated by %s", p.Subject, p.Method))
 			}
 			topic, ok := strings.CutPrefix(string(data), "subscribe ")
 			if !ok {
