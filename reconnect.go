@@ -249,3 +249,166 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// run is the one goroutine that decides to connect and reconnect.
+func (c *Client) run() {
+	var stopErr error
+	defer func() { c.finish(stopErr) }()
+
+	if c.o.InitialJitter > 0 {
+		if sleep(c.ctx, rand.N(c.o.InitialJitter)) != nil {
+			stopErr = c.localCause()
+			return
+		}
+	}
+	why := ReasonInitial
+	attempt, authFailures, protoErrors := 0, 0, 0
+	var verdict Ending // the last ending that carried the server's word
+	for {
+		attempt++
+		c.setState(StateConnecting)
+		c.emit(Event{Kind: EventConnecting, Attempt: attempt, Reason: why})
+		pc, end := c.connect(c.ctx, why, attempt, false)
+		if pc != nil {
+			end = c.supervise(pc, attempt, why)
+		}
+		if end.Local {
+			stopErr = c.localCause()
+			return
+		}
+		c.mu.Lock()
+		c.lastErr = end.Err
+		c.mu.Unlock()
+		if end.Code != 0 || end.HTTPStatus != 0 || isAuthError(end.Err) {
+			verdict = end
+		}
+		if end.Uptime >= c.o.StableAfter {
+			c.bo.Reset()
+			attempt, authFailures, protoErrors = 0, 0, 0
+		}
+
+		action := c.classify(end)
+		immediate := false
+		switch {
+		case end.renew:
+			// A planned break ahead of expiry: fresh credentials, at once.
+			action, why, immediate = ActionReauth, ReasonExpired, true
+		case action == ActionStop:
+			stopErr = c.gaveUp("policy", attempt, end, verdict)
+			return
+		case action == ActionReauth:
+			if end.sessionEnded(c.o.StableAfter) {
+				why, authFailures, immediate = ReasonExpired, 0, true
+			} else {
+				why = ReasonRejected
+				authFailures++
+				if authFailures >= c.o.MaxAuthFailures {
+					stopErr = c.gaveUp("authentication", attempt, end, verdict)
+					return
+				}
+				immediate = authFailures == 1
+			}
+		default:
+			why = ReasonReconnect
+			if isProtocolError(end.Code) {
+				protoErrors++
+				if protoErrors >= c.o.MaxProtocolErrors {
+					stopErr = c.gaveUp("protocol", attempt, end, verdict)
+					return
+				}
+			} else {
+				protoErrors = 0
+			}
+		}
+
+		var delay time.Duration
+		if !immediate {
+			delay = c.bo.NextBackOff()
+			if delay == backoff.Stop {
+				stopErr = c.gaveUp("backoff", attempt, end, verdict)
+				return
+			}
+		}
+		if ra := min(end.RetryAfter, c.o.MaxRetryAfter); ra > delay {
+			delay = ra
+		}
+		c.setState(StateReconnecting)
+		c.emit(Event{Kind: EventReconnecting, Attempt: attempt + 1, Action: action, Err: end.Err,
+			Code: end.Code, CloseReason: end.Reason, HTTPStatus: end.HTTPStatus, Delay: delay})
+		if sleep(c.ctx, delay) != nil {
+			stopErr = c.localCause()
+			return
+		}
+	}
+}
+
+// isAuthError reports an in-band refusal (a dialect's auth_invalid, an
+// error reply): a verdict of the server as much as a close code is.
+func isAuthError(err error) bool {
+	var ae *AuthError
+	return errors.As(err, &ae)
+}
+
+// classify applies the override, the dialect, the extra reauth codes and
+// the default table, in that order. The client's own Close always stops.
+func (c *Client) classify(e Ending) Action {
+	if e.Local {
+		return ActionStop
+	}
+	if c.o.Classify != nil {
+		if a := c.o.Classify(e); a != ActionDefault {
+			return a
+		}
+	}
+	if e.Code != 0 {
+		if a := c.dialect.ClassifyClose(e.Code, e.Reason); a != ActionDefault {
+			return a
+		}
+		for _, rc := range c.o.ReauthCodes {
+			if rc == e.Code {
+				return ActionReauth
+			}
+		}
+	}
+	return DefaultClassify(e)
+}
+
+func (c *Client) gaveUp(why string, attempts int, last, verdict Ending) error {
+	return &GaveUpError{Why: why, Attempts: attempts, Code: verdict.Code, Reason: verdict.Reason,
+		HTTPStatus: verdict.HTTPStatus, Err: last.Err, Verdict: verdict.Err}
+}
+
+// localCause is the stop cause when the client was told to stop.
+func (c *Client) localCause() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeCause != nil {
+		return c.closeCause
+	}
+	return ErrClosed
+}
+
+// finish runs once when the engine stops: it settles every pending send,
+// lets Receive drain, and reports the stop.
+func (c *Client) finish(stopErr error) {
+	if stopErr == nil {
+		stopErr = ErrClosed
+	}
+	c.cancel()
+	c.mu.Lock()
+	c.err = stopErr
+	c.setStateLocked(StateClosed)
+	c.cur = nil
+	c.mu.Unlock()
+	c.queue.close(stopErr)
+	var ev error = stopErr
+	if stopErr == ErrClosed {
+		ev = nil
+	}
+	c.emit(Event{Kind: EventStopped, Err: ev})
+	c.events.close()
+	if c.ownHC {
+		c.hc.CloseIdleConnections()
+	}
+	close(c.done)
+}

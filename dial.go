@@ -1,0 +1,143 @@
+package wsauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// connect makes one physical connection: credentials, handshake, in-band
+// exchange. On failure the Ending says how far it got.
+func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating bool) (*physConn, Ending) {
+	red := &redactor{}
+	hs := &Handshake{
+		URL:           cloneURL(c.url),
+		Header:        c.o.Header.Clone(),
+		Subprotocols:  append(append([]string(nil), c.dialect.Subprotocols()...), c.o.Subprotocols...),
+		HTTPClient:    c.hc,
+		AllowInsecure: c.o.AllowInsecure,
+		red:           red,
+	}
+	if hs.Header == nil {
+		hs.Header = http.Header{}
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
+	defer cancel()
+
+	var proof Proof
+	if c.auth != nil {
+		var err error
+		proof, err = c.auth.Prepare(dctx, why, hs)
+		if err != nil {
+			return nil, c.failed(ctx, PhaseCredentials, red.Error(err))
+		}
+		if err := checkTransport(hs.URL, c.o.AllowInsecure); err != nil {
+			return nil, c.failed(ctx, PhaseCredentials, err)
+		}
+	}
+
+	hc := c.hc
+	if hs.Jar != nil {
+		withJar := *c.hc
+		withJar.Jar = hs.Jar
+		hc = &withJar
+	}
+	ws, resp, err := websocket.Dial(dctx, hs.URL.String(), &websocket.DialOptions{
+		HTTPClient:   hc,
+		HTTPHeader:   hs.Header,
+		Subprotocols: hs.Subprotocols,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != 0 {
+			return nil, c.failed(ctx, PhaseHandshake, httpErrorFrom("handshake", resp, red))
+		}
+		return nil, c.failed(ctx, PhaseHandshake, dialError(red, hs.URL, err))
+	}
+	ws.SetReadLimit(c.o.ReadLimit)
+	if sp := ws.Subprotocol(); red.String(sp) != sp {
+		ws.CloseNow()
+		return nil, c.failed(ctx, PhaseHandshake, errors.New("wsauth: the server selected the credential-bearing subprotocol; refusing a server that echoes credentials"))
+	}
+
+	if !rotating {
+		c.setState(StateAuthenticating)
+		c.emit(Event{Kind: EventAuthenticating, Attempt: attempt})
+	}
+	actx, acancel := context.WithTimeout(ctx, c.o.AuthTimeout)
+	defer acancel()
+	conn := wsConn{c: ws, provisional: proof.Provisional}
+	opened, err := c.dialect.Open(actx, conn, proof.InBand)
+	if err == nil && proof.Exchange != nil {
+		err = proof.Exchange(actx, conn)
+	}
+	if err != nil {
+		ws.CloseNow()
+		if ctx.Err() == nil && actx.Err() != nil {
+			err = fmt.Errorf("wsauth: no verdict within the auth timeout (%s): %w", c.o.AuthTimeout, actx.Err())
+		}
+		return nil, c.failed(ctx, PhaseAuth, red.Error(err))
+	}
+
+	now := time.Now()
+	expiry := proof.Expiry
+	if opened.ExpiresIn > 0 {
+		expiry = earliest(expiry, now.Add(opened.ExpiresIn))
+	}
+	pc := newPhysConn(c, ws, red, now, expiry, !rotating, opened.Pending)
+	return pc, Ending{}
+}
+
+// failed builds the Ending of an attempt that did not get through.
+func (c *Client) failed(ctx context.Context, phase Phase, err error) Ending {
+	e := Ending{Phase: phase, Err: err}
+	if ctx.Err() != nil {
+		e.Local = true
+		return e
+	}
+	var he *HTTPError
+	if errors.As(err, &he) {
+		e.HTTPStatus, e.RetryAfter = he.StatusCode, he.RetryAfter
+	}
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		e.Code, e.Reason = ce.Code, ce.Reason
+	}
+	return e
+}
+
+// dialError turns a failed dial into an error that carries no credential:
+// coder/websocket wraps Go's *url.Error, whose text is the full URL with
+// its query string.
+func dialError(red *redactor, u *url.URL, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), red.Error(ue.Err))
+	}
+	return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), red.Error(err))
+}
+
+func cloneURL(u *url.URL) *url.URL {
+	c := *u
+	if u.User != nil {
+		user := *u.User
+		c.User = &user
+	}
+	return &c
+}
+
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero():
+		return a
+	case b.Before(a):
+		return b
+	}
+	return a
+}
