@@ -33,6 +33,11 @@
 //	HeaderAuth        Authorization: Bearer … on the handshake                  (not possible in browsers)
 //	SubprotocolAuth   the token in Sec-WebSocket-Protocol, Kubernetes-style     (not possible in browsers)
 //
+// Servers refuse ticket, query and cookie credentials after the upgrade,
+// with a close frame a browser can read, so for those the 101 is no
+// verdict: DefaultDialect waits for the server's auth_ok before anything of
+// the application flows. PlainDialect is for servers that confirm nothing.
+//
 // Tokens come from golang.org/x/oauth2 token sources, cached by a
 // TokenCache that refetches shortly before expiry, fetches once at a time,
 // and never hands out a token the server rejected. Providers refuse to send
@@ -101,8 +106,8 @@
 // # Dialects
 //
 // Options.Dialect is the message shapes and close codes of the server's
-// authentication protocol. DefaultDialect speaks the reference server's;
-// the built-in HomeAssistant, GraphQLWS (graphql-transport-ws), Centrifugo
+// authentication protocol. DefaultDialect speaks the reference server's,
+// PlainDialect nothing at all; the built-in HomeAssistant, GraphQLWS (graphql-transport-ws), Centrifugo
 // (JSON client protocol) and SlackSocketMode (with TicketURLAuth, which
 // dials the single-use URL a REST call returns) speak those services'.
 // DialectNamed finds them by name. A Dialect of your own is one
