@@ -15,12 +15,9 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"strings"
-	"time"
 
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -36,33 +33,24 @@ func main() {
 	scope := flag.String("scope", "", "space-separated scopes to ask for")
 	message := flag.String("message", "hello", "text message to send")
 	flag.Parse()
-	log.SetFlags(0)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-
-	if *wsURL == "" {
-		local, err := exampleserver.Start()
-		if err != nil {
-			log.Fatal(err)
+	exampleserver.Main("clientcredentials", func(ctx context.Context) error {
+		if *wsURL == "" {
+			local, err := exampleserver.Local()
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			*wsURL, *tokenURL = local.WSURL(), local.HTTPURL()+"/oauth/token"
+			*clientID, *clientSecret = exampleserver.ClientID, exampleserver.ClientSecret
 		}
-		defer local.Close()
-		*wsURL, *tokenURL = local.WSURL(), local.HTTPURL()+"/oauth/token"
-		*clientID, *clientSecret = exampleserver.ClientID, exampleserver.ClientSecret
-		fmt.Println("reference server on", local.HTTPURL())
-	}
-	cfg := &clientcredentials.Config{
-		ClientID:     *clientID,
-		ClientSecret: *clientSecret,
-		TokenURL:     *tokenURL,
-		Scopes:       strings.Fields(*scope),
-	}
-	if err := run(ctx, *wsURL, cfg, *message); err != nil {
-		log.Printf("clientcredentials: %v", err)
-		os.Exit(1)
-	}
+		cfg := &clientcredentials.Config{
+			ClientID:     *clientID,
+			ClientSecret: *clientSecret,
+			TokenURL:     *tokenURL,
+			Scopes:       strings.Fields(*scope),
+		}
+		return run(ctx, *wsURL, cfg, *message)
+	})
 }
 
 func run(ctx context.Context, wsURL string, cfg *clientcredentials.Config, message string) error {
@@ -78,13 +66,5 @@ func run(ctx context.Context, wsURL string, cfg *clientcredentials.Config, messa
 	}
 	defer c.Close()
 
-	if err := c.SendText(ctx, message); err != nil {
-		return err
-	}
-	_, reply, err := c.Receive(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("sent %q, received %q\n", message, reply)
-	return nil
+	return exampleserver.Echo(ctx, c, message)
 }

@@ -16,11 +16,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"log"
 	"os"
-	"os/signal"
-	"time"
 
 	"github.com/wsauth/wsauth"
 	"github.com/wsauth/wsauth/internal/exampleserver"
@@ -34,27 +31,18 @@ func main() {
 	origin := flag.String("origin", "", "Origin header the server allows")
 	message := flag.String("message", "hello", "text message to send")
 	flag.Parse()
-	log.SetFlags(0)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-
-	if *wsURL == "" {
-		local, err := exampleserver.Start()
-		if err != nil {
-			log.Fatal(err)
+	exampleserver.Main("cookie", func(ctx context.Context) error {
+		if *wsURL == "" {
+			local, err := exampleserver.Local()
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			*wsURL, *loginURL = local.WSURL(), local.HTTPURL()+"/api/login"
+			*username, *password, *origin = exampleserver.User, exampleserver.Password, exampleserver.Origin
 		}
-		defer local.Close()
-		*wsURL, *loginURL = local.WSURL(), local.HTTPURL()+"/api/login"
-		*username, *password, *origin = exampleserver.User, exampleserver.Password, exampleserver.Origin
-		fmt.Println("reference server on", local.HTTPURL())
-	}
-	if err := run(ctx, *wsURL, *loginURL, *username, *password, *origin, *message); err != nil {
-		log.Printf("cookie: %v", err)
-		os.Exit(1)
-	}
+		return run(ctx, *wsURL, *loginURL, *username, *password, *origin, *message)
+	})
 }
 
 func run(ctx context.Context, wsURL, loginURL, username, password, origin, message string) error {
@@ -78,13 +66,5 @@ func run(ctx context.Context, wsURL, loginURL, username, password, origin, messa
 	}
 	defer c.Close()
 
-	if err := c.SendText(ctx, message); err != nil {
-		return err
-	}
-	_, reply, err := c.Receive(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("sent %q, received %q\n", message, reply)
-	return nil
+	return exampleserver.Echo(ctx, c, message)
 }

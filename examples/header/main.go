@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"time"
 
 	"github.com/wsauth/wsauth"
@@ -27,27 +26,18 @@ func main() {
 	token := flag.String("token", os.Getenv("WSAUTH_TOKEN"), "bearer token (default $WSAUTH_TOKEN)")
 	message := flag.String("message", "hello", "text message to send")
 	flag.Parse()
-	log.SetFlags(0)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-
-	if *wsURL == "" {
-		local, err := exampleserver.Start()
-		if err != nil {
-			log.Fatal(err)
+	exampleserver.Main("header", func(ctx context.Context) error {
+		if *wsURL == "" {
+			local, err := exampleserver.Local()
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			*wsURL = local.WSURL()
+			*token = local.Token(exampleserver.User, time.Hour)
 		}
-		defer local.Close()
-		*wsURL = local.WSURL()
-		*token = local.Token(exampleserver.User, time.Hour)
-		fmt.Println("reference server on", local.HTTPURL())
-	}
-	if err := run(ctx, *wsURL, *token, *message); err != nil {
-		log.Printf("header: %v", err)
-		os.Exit(1)
-	}
+		return run(ctx, *wsURL, *token, *message)
+	})
 }
 
 func run(ctx context.Context, wsURL, token, message string) error {
@@ -69,13 +59,5 @@ func run(ctx context.Context, wsURL, token, message string) error {
 	}
 	defer c.Close()
 
-	if err := c.SendText(ctx, message); err != nil {
-		return err
-	}
-	_, reply, err := c.Receive(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("sent %q, received %q\n", message, reply)
-	return nil
+	return exampleserver.Echo(ctx, c, message)
 }

@@ -12,10 +12,8 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"time"
 
 	"github.com/wsauth/wsauth"
@@ -28,28 +26,19 @@ func main() {
 	param := flag.String("param", wsauth.DefaultTokenParam, "query parameter that carries the token")
 	message := flag.String("message", "hello", "text message to send")
 	flag.Parse()
-	log.SetFlags(0)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-
-	if *wsURL == "" {
-		local, err := exampleserver.Start()
-		if err != nil {
-			log.Fatal(err)
+	exampleserver.Main("query", func(ctx context.Context) error {
+		if *wsURL == "" {
+			local, err := exampleserver.Local()
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			*wsURL = local.WSURL()
+			// A short lifetime, as this pattern demands.
+			*token = local.Token(exampleserver.User, 5*time.Minute)
 		}
-		defer local.Close()
-		*wsURL = local.WSURL()
-		// A short lifetime, as this pattern demands.
-		*token = local.Token(exampleserver.User, 5*time.Minute)
-		fmt.Println("reference server on", local.HTTPURL())
-	}
-	if err := run(ctx, *wsURL, *token, *param, *message); err != nil {
-		log.Printf("query: %v", err)
-		os.Exit(1)
-	}
+		return run(ctx, *wsURL, *token, *param, *message)
+	})
 }
 
 func run(ctx context.Context, wsURL, token, param, message string) error {
@@ -66,13 +55,5 @@ func run(ctx context.Context, wsURL, token, param, message string) error {
 	}
 	defer c.Close()
 
-	if err := c.SendText(ctx, message); err != nil {
-		return err
-	}
-	_, reply, err := c.Receive(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("sent %q, received %q\n", message, reply)
-	return nil
+	return exampleserver.Echo(ctx, c, message)
 }

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"time"
 
 	"github.com/wsauth/wsauth"
@@ -30,27 +29,18 @@ func main() {
 	subprotocol := flag.String("subprotocol", exampleserver.Subprotocol, "the application subprotocol offered before the bearer entry")
 	message := flag.String("message", "hello", "text message to send")
 	flag.Parse()
-	log.SetFlags(0)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-
-	if *wsURL == "" {
-		local, err := exampleserver.Start()
-		if err != nil {
-			log.Fatal(err)
+	exampleserver.Main("subprotocol", func(ctx context.Context) error {
+		if *wsURL == "" {
+			local, err := exampleserver.Local()
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			*wsURL = local.WSURL()
+			*token = local.Token(exampleserver.User, time.Hour)
 		}
-		defer local.Close()
-		*wsURL = local.WSURL()
-		*token = local.Token(exampleserver.User, time.Hour)
-		fmt.Println("reference server on", local.HTTPURL())
-	}
-	if err := run(ctx, *wsURL, *token, *subprotocol, *message); err != nil {
-		log.Printf("subprotocol: %v", err)
-		os.Exit(1)
-	}
+		return run(ctx, *wsURL, *token, *subprotocol, *message)
+	})
 }
 
 func run(ctx context.Context, wsURL, token, subprotocol, message string) error {
@@ -71,13 +61,5 @@ func run(ctx context.Context, wsURL, token, subprotocol, message string) error {
 	defer c.Close()
 	fmt.Printf("the server selected subprotocol %q\n", c.Subprotocol())
 
-	if err := c.SendText(ctx, message); err != nil {
-		return err
-	}
-	_, reply, err := c.Receive(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("sent %q, received %q\n", message, reply)
-	return nil
+	return exampleserver.Echo(ctx, c, message)
 }

@@ -13,10 +13,8 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"time"
 
 	"github.com/wsauth/wsauth"
@@ -29,27 +27,18 @@ func main() {
 	token := flag.String("token", os.Getenv("WSAUTH_TOKEN"), "bearer token for the ticket endpoint (default $WSAUTH_TOKEN)")
 	message := flag.String("message", "hello", "text message to send")
 	flag.Parse()
-	log.SetFlags(0)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-
-	if *wsURL == "" {
-		local, err := exampleserver.Start()
-		if err != nil {
-			log.Fatal(err)
+	exampleserver.Main("ticket", func(ctx context.Context) error {
+		if *wsURL == "" {
+			local, err := exampleserver.Local()
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			*wsURL, *ticketURL = local.WSURL(), local.HTTPURL()+"/api/ws-ticket"
+			*token = local.Token(exampleserver.User, time.Hour)
 		}
-		defer local.Close()
-		*wsURL, *ticketURL = local.WSURL(), local.HTTPURL()+"/api/ws-ticket"
-		*token = local.Token(exampleserver.User, time.Hour)
-		fmt.Println("reference server on", local.HTTPURL())
-	}
-	if err := run(ctx, *wsURL, *ticketURL, *token, *message); err != nil {
-		log.Printf("ticket: %v", err)
-		os.Exit(1)
-	}
+		return run(ctx, *wsURL, *ticketURL, *token, *message)
+	})
 }
 
 func run(ctx context.Context, wsURL, ticketURL, token, message string) error {
@@ -68,13 +57,5 @@ func run(ctx context.Context, wsURL, ticketURL, token, message string) error {
 	}
 	defer c.Close()
 
-	if err := c.SendText(ctx, message); err != nil {
-		return err
-	}
-	_, reply, err := c.Receive(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("sent %q, received %q\n", message, reply)
-	return nil
+	return exampleserver.Echo(ctx, c, message)
 }

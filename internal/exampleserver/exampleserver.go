@@ -6,8 +6,11 @@ package exampleserver
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/oauth2"
 
+	"github.com/wsauth/wsauth"
 	"github.com/wsauth/wsauth/server"
 )
 
@@ -227,4 +231,44 @@ func publish(ctx context.Context, c *server.Conn, topic string) {
 			return
 		}
 	}
+}
+
+// Main runs an example: fn gets a context that ends on Ctrl-C or after 30
+// seconds, and a failure is printed as "name: error" with exit status 1.
+// fn's deferred calls (closing the local server) run before the exit.
+func Main(name string, fn func(ctx context.Context) error) {
+	log.SetFlags(0)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := fn(ctx)
+	cancel()
+	stop()
+	if err != nil {
+		log.Printf("%s: %v", name, err)
+		os.Exit(1)
+	}
+}
+
+// Local starts the reference server for an example run without -url and
+// says where it listens. The caller closes it.
+func Local() (*Server, error) {
+	s, err := Start()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Println("reference server on", s.HTTPURL())
+	return s, nil
+}
+
+// Echo sends message on c and prints it with the server's answer.
+func Echo(ctx context.Context, c *wsauth.Client, message string) error {
+	if err := c.SendText(ctx, message); err != nil {
+		return err
+	}
+	_, reply, err := c.Receive(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("sent %q, received %q\n", message, reply)
+	return nil
 }
