@@ -308,7 +308,10 @@ type CookieAuth struct {
 	// LoginBody is the login request's JSON body. Its string values are
 	// treated as secrets.
 	LoginBody []byte
-	// Origin, when set, is sent as the handshake's Origin header.
+	// Origin is sent as the handshake's Origin header. Default: the
+	// WebSocket URL's own origin (http or https, host and port), which is
+	// what a browser page served by the same host sends; servers that
+	// require an Origin on cookie-authenticated sockets accept it.
 	Origin string
 
 	mu   sync.Mutex
@@ -343,8 +346,11 @@ func (a *CookieAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	}
 	a.last = header
 	hs.Jar = a.Jar
-	if a.Origin != "" {
+	switch {
+	case a.Origin != "":
 		hs.Header.Set("Origin", a.Origin)
+	case hs.Header.Get("Origin") == "":
+		hs.Header.Set("Origin", originOf(hs.URL))
 	}
 	// A jar does not say when its cookies expire; the server's auth_ok,
 	// expiry notices and close at expiry cover this pattern.
@@ -411,6 +417,13 @@ func httpURL(u *url.URL) *url.URL {
 		c.Scheme = "https"
 	}
 	return &c
+}
+
+// originOf is the browser origin of a WebSocket URL: scheme (http or
+// https), host and port, nothing else.
+func originOf(u *url.URL) string {
+	h := httpURL(u)
+	return strings.ToLower(h.Scheme) + "://" + h.Host
 }
 
 // checkTransport refuses a credential over plain ws:// or http:// to a host

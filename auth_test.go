@@ -476,3 +476,23 @@ func TestPlainDialectForServersWithoutConfirmation(t *testing.T) {
 	_, err = PlainDialect.Open(testCtx(t), nil, "a-token")
 	require.Error(t, err, "first-message auth needs a dialect with an auth message")
 }
+
+func TestCookieAuthSendsTheURLsOwnOriginByDefault(t *testing.T) {
+	origins := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origins <- r.Header.Get("Origin")
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		_ = ws.Write(r.Context(), websocket.MessageText, []byte("hello"))
+		_, _, _ = ws.Read(r.Context())
+	}))
+	t.Cleanup(srv.Close)
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	c, err := Dial(testCtx(t), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", &Options{Auth: &CookieAuth{Jar: jar}, Dialect: PlainDialect})
+	require.NoError(t, err)
+	defer c.Close()
+	require.Equal(t, srv.URL, <-origins)
+}
