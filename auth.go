@@ -30,13 +30,17 @@ const (
 	// credentials (network loss, server restart): cached credentials that
 	// are still valid may be used again.
 	ReasonReconnect
-	// ReasonExpired follows the server ending an authenticated session that
-	// had lasted (close 1008 after Options.StableAfter, or at the known
-	// expiry): fetch fresh credentials.
-	ReasonExpired
-	// ReasonRejected follows the server refusing the credentials (handshake
-	// 401/403, close 1008 or a dialect's refusal during or right after
-	// authentication): the refused credential must never be offered again.
+	// ReasonSessionEnded follows the server ending a session it had
+	// accepted (a close with 1008 or a re-authentication code after the
+	// verdict, or at its expiry), or the client renewing one ahead of
+	// expiry: fresh credentials are preferred (caches are invalidated, a
+	// login runs again), but a source with nothing fresher may offer its
+	// current credential again: the server never refused it.
+	ReasonSessionEnded
+	// ReasonRejected follows the server refusing the credentials during
+	// authentication (handshake or REST 401/403, the dialect's refusal, a
+	// close before or inside the verdict): the refused credential must
+	// never be offered again.
 	ReasonRejected
 )
 
@@ -46,8 +50,8 @@ func (r Reason) String() string {
 		return "initial"
 	case ReasonReconnect:
 		return "reconnect"
-	case ReasonExpired:
-		return "expired"
+	case ReasonSessionEnded:
+		return "session_ended"
 	case ReasonRejected:
 		return "rejected"
 	}
@@ -160,7 +164,7 @@ func (s *tokenState) token(ctx context.Context, src oauth2.TokenSource, why Reas
 		switch why {
 		case ReasonRejected:
 			cache.Reject(last)
-		case ReasonExpired:
+		case ReasonSessionEnded:
 			cache.Invalidate(last)
 		}
 	}
@@ -331,7 +335,7 @@ func (a *CookieAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	}
 	target := httpURL(hs.URL)
 	hs.AddSecret(loginSecrets(a.LoginBody)...)
-	if a.LoginURL != "" && (why == ReasonRejected || why == ReasonExpired || len(a.Jar.Cookies(target)) == 0) {
+	if a.LoginURL != "" && (why == ReasonRejected || why == ReasonSessionEnded || len(a.Jar.Cookies(target)) == 0) {
 		if err := a.login(ctx, hs); err != nil {
 			return Proof{}, err
 		}

@@ -44,6 +44,7 @@ const (
 	DefaultReadLimit         = 1 << 20
 	DefaultDialTimeout       = 15 * time.Second
 	DefaultAuthTimeout       = 10 * time.Second
+	DefaultVerdictWindow     = 250 * time.Millisecond
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultPingInterval      = 25 * time.Second
 	DefaultPongTimeout       = 10 * time.Second
@@ -106,6 +107,18 @@ type Options struct {
 	// AuthTimeout bounds the in-band exchange after the upgrade. Default
 	// 10s.
 	AuthTimeout time.Duration
+	// VerdictWindow is how long a credential the server can still refuse
+	// after the upgrade (ticket, query, cookie, an in-band token) waits for
+	// a verdict when the dialect has none of its own: the connection counts
+	// as authenticated at the server's first confirmation or application
+	// message, or once the window passes without a close. A close inside
+	// the window is a refusal; so is a close within AuthTimeout of the
+	// upgrade, before any application message, on a connection the window
+	// let through (a late refusal). A server that announces an explicit
+	// verdict (the reference server does) is waited for instead, up to
+	// AuthTimeout. Negative: no window, wait for a confirmation or a first
+	// message up to AuthTimeout. Default 250ms.
+	VerdictWindow time.Duration
 	// WriteTimeout bounds each frame written. Default 10s.
 	WriteTimeout time.Duration
 	// PingInterval is the time between liveness pings; negative disables
@@ -307,6 +320,7 @@ func (o *Options) setDefaults() {
 	}
 	setDur(&o.DialTimeout, DefaultDialTimeout)
 	setDur(&o.AuthTimeout, DefaultAuthTimeout)
+	setDur(&o.VerdictWindow, DefaultVerdictWindow)
 	setDur(&o.WriteTimeout, DefaultWriteTimeout)
 	setDur(&o.PingInterval, DefaultPingInterval)
 	setDur(&o.PongTimeout, DefaultPongTimeout)

@@ -25,6 +25,18 @@ type physConn struct {
 	cancel context.CancelFunc
 
 	connectedAt time.Time
+	// verdict is what decided the connection was authenticated, and weak
+	// says the server may still have been deciding (see lateRefusal);
+	// both are written before the connection goes live.
+	verdict Verdict
+	weak    bool
+	// awaiting is set while the client waits for the server's verdict; the
+	// reader settles it with the first confirmation or application message
+	// and reports on settled.
+	awaiting atomic.Bool
+	settled  chan settlement
+	// received counts application messages read from the server.
+	received atomic.Int64
 	// obtained and expiry describe the current session; only the
 	// supervising goroutine touches them.
 	obtained time.Time
@@ -59,7 +71,13 @@ type physConn struct {
 	downOnce   sync.Once
 }
 
-func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.Time, gateOpen bool, pending [][]byte) *physConn {
+// settlement is how the reader settled a verdict.
+type settlement struct {
+	verdict   Verdict
+	expiresIn time.Duration
+}
+
+func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.Time, gateOpen, await bool, pending [][]byte) *physConn {
 	// Not derived from the client's context: on Close the supervisor still
 	// needs a live reader for the close handshake, and cancels this one
 	// itself.
@@ -70,8 +88,10 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 		gate:    make(chan struct{}),
 		dead:    make(chan struct{}),
 		control: make(chan Inbound, 16),
+		settled: make(chan settlement, 1),
 		pending: pending,
 	}
+	pc.awaiting.Store(await)
 	pc.writeTimer = time.AfterFunc(time.Hour, func() { pc.fail(errWriteTimeout) })
 	pc.writeTimer.Stop()
 	if gateOpen {
@@ -190,8 +210,17 @@ func (pc *physConn) readLoop() {
 // the connection is done.
 func (pc *physConn) handle(typ MessageType, data []byte) bool {
 	in := pc.c.dialect.Inspect(typ, data)
+	if in.Kind == InboundAuthOK {
+		if pc.settle(VerdictExplicit, in.ExpiresIn) || in.ExpiresIn <= 0 {
+			return true
+		}
+		// A confirmation after the verdict tells the session's lifetime.
+		in = Inbound{Kind: InboundExpiring, ExpiresIn: in.ExpiresIn}
+	}
 	switch in.Kind {
 	case InboundData:
+		pc.settle(VerdictFirstMessage, 0)
+		pc.received.Add(1)
 		return pc.deliver(inbound{typ: typ, data: data})
 	case InboundReply:
 		if len(in.Reply) == 0 {
@@ -214,6 +243,16 @@ func (pc *physConn) handle(typ MessageType, data []byte) bool {
 			pc.c.log.Warn("wsauth dropped a protocol message", "kind", int(in.Kind))
 		}
 	}
+	return true
+}
+
+// settle ends the wait for the verdict, the first time; false when there
+// was no wait.
+func (pc *physConn) settle(v Verdict, expiresIn time.Duration) bool {
+	if !pc.awaiting.CompareAndSwap(true, false) {
+		return false
+	}
+	pc.settled <- settlement{verdict: v, expiresIn: expiresIn}
 	return true
 }
 
@@ -277,11 +316,25 @@ func (pc *physConn) ending(since time.Time) Ending {
 	} else {
 		e.Err = pc.red.Error(err)
 	}
+	if pc.lateRefusal(e, now) {
+		e.Phase = PhaseAuth
+	}
 	if !pc.expiry.IsZero() {
 		slack := min(time.Second, pc.expiry.Sub(pc.obtained)/4)
 		e.atExpiry = !now.Before(pc.expiry.Add(-slack))
 	}
 	return e
+}
+
+// lateRefusal tells a server that refuses late from one that ends a
+// working session: a close within Options.AuthTimeout of the upgrade, on a
+// connection let through without the server's word (the verdict window,
+// PlainDialect's upgrade, no credential at all) and on which the server
+// never sent an application message, is the refusal the client did not
+// wait for.
+func (pc *physConn) lateRefusal(e Ending, now time.Time) bool {
+	return e.Code != 0 && pc.weak && pc.received.Load() == 0 &&
+		now.Sub(pc.connectedAt) < pc.c.o.AuthTimeout
 }
 
 // Session is a freshly authenticated connection, handed to

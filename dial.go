@@ -83,13 +83,83 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 		return nil, c.failed(ctx, PhaseAuth, red.Error(err))
 	}
 
+	// Without a verdict of the dialect's own, a credential the server can
+	// still refuse after the upgrade waits for one (see VerdictPending).
+	verdict := opened.Verdict
+	await := verdict == VerdictPending && (proof.Provisional || proof.InBand != "")
+	if verdict == VerdictPending && !await {
+		verdict = VerdictHandshake
+	}
 	now := time.Now()
 	expiry := proof.Expiry
 	if opened.ExpiresIn > 0 {
 		expiry = earliest(expiry, now.Add(opened.ExpiresIn))
 	}
-	pc := newPhysConn(c, ws, red, now, expiry, !rotating, opened.Pending)
+	pc := newPhysConn(c, ws, red, now, expiry, !rotating, await, opened.Pending)
+	if await {
+		announced := resp != nil && resp.Header.Get(verdictHeader) == verdictAuthOK
+		s, end := c.awaitVerdict(ctx, actx, pc, announced)
+		if s.verdict == VerdictPending {
+			return nil, end
+		}
+		verdict = s.verdict
+		if s.expiresIn > 0 {
+			pc.expiry = earliest(proof.Expiry, time.Now().Add(s.expiresIn))
+		}
+	}
+	pc.verdict = verdict
+	pc.weak = verdict == VerdictWindow || (verdict == VerdictHandshake && (proof.Provisional || c.auth == nil))
 	return pc, Ending{}
+}
+
+// verdictHeader, on the 101, announces a server that ends every
+// authentication with an explicit verdict (the reference server's auth_ok)
+// or a close: the client waits for that instead of the verdict window.
+const (
+	verdictHeader = "Wsauth-Verdict"
+	verdictAuthOK = "auth_ok"
+)
+
+// awaitVerdict waits for the server's verdict on pc: the reader's
+// settlement (a confirmation, or the first application message), the
+// verdict window passing without a close, or a refusal. A settlement of
+// VerdictPending means pc was refused or the wait failed; the Ending says
+// how, and pc is shut down.
+func (c *Client) awaitVerdict(ctx, actx context.Context, pc *physConn, announced bool) (settlement, Ending) {
+	var window <-chan time.Time
+	if w := c.o.VerdictWindow; w > 0 && !announced {
+		t := time.NewTimer(w)
+		defer t.Stop()
+		window = t.C
+	}
+	select {
+	case s := <-pc.settled:
+		return s, Ending{}
+	case <-window:
+		if pc.awaiting.CompareAndSwap(true, false) {
+			return settlement{verdict: VerdictWindow}, Ending{}
+		}
+		return <-pc.settled, Ending{}
+	case <-pc.dead:
+		select {
+		case s := <-pc.settled:
+			// The first message came before the close: the session was
+			// established, and the supervisor sees it end.
+			return s, Ending{}
+		default:
+		}
+		pc.shutdown(0, "")
+		e := pc.ending(pc.connectedAt)
+		e.Phase, e.Uptime = PhaseAuth, 0
+		if ctx.Err() != nil {
+			e.Local = true
+		}
+		return settlement{}, e
+	case <-actx.Done():
+		pc.shutdown(0, "")
+		err := fmt.Errorf("wsauth: no verdict within the auth timeout (%s): %w", c.o.AuthTimeout, actx.Err())
+		return settlement{}, c.failed(ctx, PhaseAuth, err)
+	}
 }
 
 // failed builds the Ending of an attempt that did not get through.

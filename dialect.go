@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"sort"
 	"time"
@@ -25,8 +26,60 @@ type Conn interface {
 	Provisional() bool
 }
 
+// Verdict says what told the client that a connection was authenticated.
+type Verdict int
+
+// The verdicts, from the strongest.
+const (
+	// VerdictPending, the zero value, is what a dialect's Open returns when
+	// its protocol has no confirmation of its own for this connection. The
+	// client then decides: a credential refused before the upgrade (header,
+	// subprotocol) was accepted by the 101 itself; for one the server may
+	// still refuse after the upgrade (ticket, query, cookie, an in-band
+	// token) it waits for the first of an explicit confirmation the dialect
+	// recognises (InboundAuthOK), the server's first application message, or
+	// Options.VerdictWindow without a close.
+	VerdictPending Verdict = iota
+	// VerdictExplicit: the server confirmed the authentication (wsauth's
+	// auth_ok, Home Assistant's auth_ok, graphql-ws connection_ack, the
+	// reply to Centrifugo's connect, Slack's hello).
+	VerdictExplicit
+	// VerdictHandshake: the 101 was the verdict. Servers refuse header and
+	// subprotocol credentials with 401 or 403 before the upgrade, and
+	// PlainDialect takes every upgrade as accepted.
+	VerdictHandshake
+	// VerdictFirstMessage: the server's first application message came
+	// before any close. The message is delivered to the application.
+	VerdictFirstMessage
+	// VerdictWindow: Options.VerdictWindow passed after the upgrade without
+	// a close. A server that refuses later than that is caught by the
+	// late-refusal rule (see Options.VerdictWindow).
+	VerdictWindow
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case VerdictPending:
+		return "pending"
+	case VerdictExplicit:
+		return "explicit"
+	case VerdictHandshake:
+		return "handshake"
+	case VerdictFirstMessage:
+		return "first-message"
+	case VerdictWindow:
+		return "window"
+	}
+	return fmt.Sprintf("Verdict(%d)", int(v))
+}
+
 // Opened is what a dialect learned while opening a connection.
 type Opened struct {
+	// Verdict is VerdictExplicit when the exchange ended with the server's
+	// confirmation, VerdictHandshake when the protocol takes the upgrade as
+	// the verdict, and VerdictPending (the zero value) when the client is to
+	// decide by its own rule (see VerdictPending).
+	Verdict Verdict
 	// ExpiresIn is the session lifetime the server reported, 0 if it did
 	// not say.
 	ExpiresIn time.Duration
@@ -71,12 +124,18 @@ const (
 	InboundReply
 	// InboundIgnore is a protocol message with nothing to do.
 	InboundIgnore
+	// InboundAuthOK is the server's confirmation of the authentication
+	// (wsauth's auth_ok), with the session's lifetime in ExpiresIn when the
+	// server said. While the client waits for a verdict it settles it
+	// (VerdictExplicit); later it only updates the expiry.
+	InboundAuthOK
 )
 
 // Inbound is a dialect's reading of one server message.
 type Inbound struct {
 	Kind InboundKind
-	// ExpiresIn goes with InboundRefreshOK and InboundExpiring.
+	// ExpiresIn goes with InboundRefreshOK, InboundExpiring and
+	// InboundAuthOK.
 	ExpiresIn time.Duration
 	// Reply goes with InboundReply: a text message to send back.
 	Reply []byte
@@ -128,9 +187,12 @@ var DefaultDialect Dialect = defaultDialect{}
 // exchanged after the upgrade, every message is the application's, there
 // is no refresh message (sessions are renewed by reconnecting), and the
 // upgrade is taken as the verdict even for ticket, query and cookie
-// credentials. Use it for a server that sends no confirmation; against a
-// server that refuses those credentials after the upgrade, the refusal
-// then shows up as a close right after the connection is reported up.
+// credentials: no waiting at all. DefaultDialect already connects to
+// servers that confirm nothing (see VerdictPending); PlainDialect is for an
+// application that cannot spare the verdict window, or whose messages
+// collide with the wsauth protocol's types. A server that refuses after
+// the upgrade is then seen closing right after the connection is reported
+// up.
 var PlainDialect Dialect = plainDialect{}
 
 type plainDialect struct{}
@@ -142,7 +204,7 @@ func (plainDialect) Open(_ context.Context, _ Conn, token string) (Opened, error
 	if token != "" {
 		return Opened{}, errors.New("wsauth: the plain dialect has no auth message; FirstMessageAuth needs a dialect that has one")
 	}
-	return Opened{}, nil
+	return Opened{Verdict: VerdictHandshake}, nil
 }
 
 func (plainDialect) RefreshMessage(string) ([]byte, error)   { return nil, ErrRefreshUnsupported }
@@ -188,32 +250,19 @@ type typedMessage struct {
 	Reason    string   `json:"reason,omitempty"`
 }
 
+// Open sends the auth message when the token goes in band, and leaves the
+// verdict to the client: the reference server confirms with auth_ok, which
+// Inspect recognises, and servers written by others confirm nothing (they
+// serve, or close 1008).
 func (defaultDialect) Open(ctx context.Context, conn Conn, token string) (Opened, error) {
-	if token != "" {
-		msg, err := json.Marshal(typedMessage{Type: "auth", Token: token})
-		if err != nil {
-			return Opened{}, err
-		}
-		if err := conn.Write(ctx, MessageText, msg); err != nil {
-			return Opened{}, err
-		}
-	} else if !conn.Provisional() {
-		// Header and subprotocol credentials are refused before the
-		// upgrade: the 101 was the verdict. (The server's auth_ok still
-		// comes, and tells the session's lifetime.)
+	if token == "" {
 		return Opened{}, nil
 	}
-	// The server confirms every authentication with auth_ok, or refuses
-	// with a close frame; nothing of the application flows before.
-	typ, data, err := conn.Read(ctx)
+	msg, err := json.Marshal(typedMessage{Type: "auth", Token: token})
 	if err != nil {
 		return Opened{}, err
 	}
-	var m typedMessage
-	if typ != MessageText || json.Unmarshal(data, &m) != nil || m.Type != "auth_ok" {
-		return Opened{}, errors.New("wsauth: expected auth_ok as the server's first message")
-	}
-	return Opened{ExpiresIn: seconds(m.ExpiresIn)}, nil
+	return Opened{}, conn.Write(ctx, MessageText, msg)
 }
 
 func (defaultDialect) RefreshMessage(token string) ([]byte, error) {
@@ -250,12 +299,7 @@ func (defaultDialect) Inspect(typ MessageType, data []byte) Inbound {
 	case "going_away":
 		return Inbound{Kind: InboundGoingAway, Message: m.Reason}
 	case "auth_ok":
-		// After handshake authentication the server confirms with auth_ok
-		// and the session's lifetime.
-		if d := seconds(m.ExpiresIn); d > 0 {
-			return Inbound{Kind: InboundExpiring, ExpiresIn: d}
-		}
-		return Inbound{Kind: InboundIgnore}
+		return Inbound{Kind: InboundAuthOK, ExpiresIn: seconds(m.ExpiresIn)}
 	}
 	return Inbound{Kind: InboundData}
 }

@@ -153,7 +153,7 @@ func (d *Centrifugo) Open(ctx context.Context, conn Conn, token string) (Opened,
 	if err := conn.Write(ctx, MessageText, cmd); err != nil {
 		return Opened{}, err
 	}
-	var opened Opened
+	opened := Opened{Verdict: VerdictExplicit}
 	done := false
 	for !done {
 		typ, data, err := conn.Read(ctx)

@@ -98,7 +98,7 @@ func TestCentrifugoExpiredSessionReauthenticatesWithFreshToken(t *testing.T) {
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Equal(t, ActionReauth, ev.Action)
 	require.EqualValues(t, 3005, ev.Code, "connection expired")
-	require.Equal(t, ReasonExpired, rec.waitFor(t, 2, kind(EventConnecting)).Reason, "an ended session, not a rejection")
+	require.Equal(t, ReasonSessionEnded, rec.waitFor(t, 2, kind(EventConnecting)).Reason, "an ended session, not a rejection")
 	rec.waitFor(t, 2, kind(EventConnected))
 	require.Equal(t, []string{"cf-1", "cf-2"}, srv.Tokens()[:2], "a fresh token after 3005")
 }
@@ -119,7 +119,7 @@ func TestCentrifugoRefusedRefreshReconnectsBeforeExpiry(t *testing.T) {
 	var ae *AuthError
 	require.ErrorAs(t, failed.Err, &ae)
 	require.Contains(t, ae.Message, "109")
-	require.Equal(t, ReasonExpired, rec.waitFor(t, 2, kind(EventConnecting)).Reason)
+	require.Equal(t, ReasonSessionEnded, rec.waitFor(t, 2, kind(EventConnecting)).Reason)
 	rec.waitFor(t, 2, kind(EventConnected))
 	for _, e := range rec.all() {
 		require.NotEqual(t, StatusCode(3005), e.Code, "the fallback comes before the server's close at expiry")

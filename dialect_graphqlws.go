@@ -126,7 +126,7 @@ func (d GraphQLWS) Open(ctx context.Context, conn Conn, token string) (Opened, e
 		}
 		switch m.Type {
 		case "connection_ack":
-			return Opened{}, nil
+			return Opened{Verdict: VerdictExplicit}, nil
 		case "ping":
 			if err := conn.Write(ctx, MessageText, gqlPong); err != nil {
 				return Opened{}, err

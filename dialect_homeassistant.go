@@ -74,7 +74,7 @@ func (HomeAssistant) Open(ctx context.Context, conn Conn, token string) (Opened,
 	}
 	switch verdict.Type {
 	case "auth_ok":
-		return Opened{}, nil
+		return Opened{Verdict: VerdictExplicit}, nil
 	case "auth_invalid":
 		return Opened{}, &AuthError{Message: verdict.Message}
 	}

@@ -59,7 +59,7 @@ func (SlackSocketMode) Open(ctx context.Context, conn Conn, _ string) (Opened, e
 	}
 	switch m.Type {
 	case "hello":
-		return Opened{}, nil
+		return Opened{Verdict: VerdictExplicit}, nil
 	case "disconnect":
 		return Opened{}, fmt.Errorf("wsauth: slack: the server sent disconnect (%q) instead of hello", m.Reason)
 	}

@@ -69,7 +69,7 @@
 // A connection that stays up for Options.StableAfter (10s) resets the
 // backoff and the failure counters. A 1008 that ends a session which had
 // lasted that long, or had reached its known expiry, counts as "session
-// ended" (ReasonExpired) rather than as a rejection.
+// ended" (ReasonSessionEnded) rather than as a rejection.
 //
 // Exactly one goroutine decides to reconnect; read errors, write errors,
 // missed pongs, refresh failures and server closes all end up there, so

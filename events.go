@@ -54,7 +54,8 @@ const (
 	EventConnecting EventKind = iota + 1
 	// EventAuthenticating: the upgrade succeeded; the in-band exchange runs.
 	EventAuthenticating
-	// EventConnected: authenticated (Attempt, Expiry, Subprotocol).
+	// EventConnected: authenticated (Attempt, Verdict, Expiry,
+	// Subprotocol).
 	EventConnected
 	// EventRefreshed: the session was extended in place (Expiry).
 	EventRefreshed
@@ -122,6 +123,9 @@ type Event struct {
 	// Subprotocol is the negotiated subprotocol (EventConnected,
 	// EventRotated).
 	Subprotocol string
+	// Verdict is what decided that the connection was authenticated
+	// (EventConnected, EventRotated).
+	Verdict Verdict
 }
 
 // String renders the event as one line for humans.
@@ -152,6 +156,9 @@ func (e Event) String() string {
 	if e.Subprotocol != "" {
 		fmt.Fprintf(&b, " subprotocol=%q", e.Subprotocol)
 	}
+	if e.Verdict != VerdictPending {
+		fmt.Fprintf(&b, " verdict=%s", e.Verdict)
+	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, " error=%q", e.Err.Error())
 	}
@@ -181,6 +188,9 @@ func (e Event) attrs() []slog.Attr {
 	}
 	if !e.Expiry.IsZero() {
 		a = append(a, slog.Time("expiry", e.Expiry))
+	}
+	if e.Verdict != VerdictPending {
+		a = append(a, slog.String("verdict", e.Verdict.String()))
 	}
 	if e.Err != nil {
 		a = append(a, slog.String("error", e.Err.Error()))

@@ -107,12 +107,10 @@ type Ending struct {
 	atExpiry bool
 }
 
-// sessionEnded tells a server ending a session that had lasted (or reached
-// its known expiry) from a rejection of fresh credentials: only the latter
-// counts toward MaxAuthFailures and forbids offering the credential again.
-func (e Ending) sessionEnded(stableAfter time.Duration) bool {
-	return e.Phase == PhaseConnected && (e.Uptime >= stableAfter || e.atExpiry)
-}
+// minLivedSession is how long a session that the server ended at its known
+// expiry must have lasted for the next attempt to start at once even in a
+// streak: shorter sessions meet the backoff like any quick ending.
+const minLivedSession = time.Second
 
 // DefaultClassify is the reconnect policy's table. Options.Classify can
 // override any row; returning ActionDefault from the override falls back to
@@ -262,10 +260,11 @@ func (c *Client) run() {
 		}
 	}
 	why := ReasonInitial
-	attempt, authFailures, protoErrors := 0, 0, 0
+	var run streak
 	var verdict Ending // the last ending that carried the server's word
 	for {
-		attempt++
+		run.attempts++
+		attempt := run.attempts
 		c.setState(StateConnecting)
 		c.emit(Event{Kind: EventConnecting, Attempt: attempt, Reason: why})
 		pc, end := c.connect(c.ctx, why, attempt, false)
@@ -284,41 +283,19 @@ func (c *Client) run() {
 		}
 		if end.Uptime >= c.o.StableAfter {
 			c.bo.Reset()
-			attempt, authFailures, protoErrors = 0, 0, 0
+			run = streak{}
 		}
 
 		action := c.classify(end)
-		immediate := false
-		switch {
-		case end.renew:
-			// A planned break ahead of expiry: fresh credentials, at once.
-			action, why, immediate = ActionReauth, ReasonExpired, true
-		case action == ActionStop:
-			stopErr = c.gaveUp("policy", attempt, end, verdict)
+		next := run.next(end, action, &c.o)
+		if next.stop != "" {
+			stopErr = c.gaveUp(next.stop, attempt, end, verdict)
 			return
-		case action == ActionReauth:
-			if end.sessionEnded(c.o.StableAfter) {
-				why, authFailures, immediate = ReasonExpired, 0, true
-			} else {
-				why = ReasonRejected
-				authFailures++
-				if authFailures >= c.o.MaxAuthFailures {
-					stopErr = c.gaveUp("authentication", attempt, end, verdict)
-					return
-				}
-				immediate = authFailures == 1
-			}
-		default:
-			why = ReasonReconnect
-			if isProtocolError(end.Code) {
-				protoErrors++
-				if protoErrors >= c.o.MaxProtocolErrors {
-					stopErr = c.gaveUp("protocol", attempt, end, verdict)
-					return
-				}
-			} else {
-				protoErrors = 0
-			}
+		}
+		why = next.why
+		immediate := next.immediate
+		if end.renew {
+			action = ActionReauth
 		}
 
 		var delay time.Duration
@@ -333,13 +310,68 @@ func (c *Client) run() {
 			delay = ra
 		}
 		c.setState(StateReconnecting)
-		c.emit(Event{Kind: EventReconnecting, Attempt: attempt + 1, Action: action, Err: end.Err,
+		c.emit(Event{Kind: EventReconnecting, Attempt: run.attempts + 1, Action: action, Err: end.Err,
 			Code: end.Code, CloseReason: end.Reason, HTTPStatus: end.HTTPStatus, Delay: delay})
 		if sleep(c.ctx, delay) != nil {
 			stopErr = c.localCause()
 			return
 		}
 	}
+}
+
+// streak is the run of endings since the last stable connection, which
+// the limits count.
+type streak struct {
+	attempts     int // connection attempts
+	authFailures int // refusals in a row
+	protoErrors  int // protocol-error closes in a row
+	ended        int // sessions the server ended
+}
+
+// step is what the policy makes of one ending: why the next credentials
+// are asked for and whether the attempt starts at once, or which limit
+// stops the client.
+type step struct {
+	why       Reason
+	immediate bool
+	stop      string // GaveUpError.Why; empty to go on
+}
+
+// next counts end, classified as action, into the streak and decides the
+// next step. A refusal during authentication marks the credential
+// rejected and counts toward MaxAuthFailures; a session the server ended
+// after accepting it (an administrator's 1008, a session reset) asks for
+// fresh credentials without holding the last ones against the client,
+// at once the first time in a streak or when it lived to its known expiry,
+// and with backoff after.
+func (s *streak) next(end Ending, action Action, o *Options) step {
+	switch {
+	case end.renew:
+		// A planned break ahead of expiry: fresh credentials, at once.
+		return step{why: ReasonSessionEnded, immediate: true}
+	case action == ActionStop:
+		return step{stop: "policy"}
+	case action == ActionReauth && end.Phase == PhaseConnected:
+		s.authFailures = 0
+		s.ended++
+		lived := end.atExpiry && end.Uptime >= minLivedSession
+		return step{why: ReasonSessionEnded, immediate: s.ended == 1 || lived}
+	case action == ActionReauth:
+		s.authFailures++
+		if s.authFailures >= o.MaxAuthFailures {
+			return step{stop: "authentication"}
+		}
+		return step{why: ReasonRejected, immediate: s.authFailures == 1}
+	}
+	if isProtocolError(end.Code) {
+		s.protoErrors++
+		if s.protoErrors >= o.MaxProtocolErrors {
+			return step{stop: "protocol"}
+		}
+	} else {
+		s.protoErrors = 0
+	}
+	return step{why: ReasonReconnect}
 }
 
 // isAuthError reports an in-band refusal (a dialect's auth_invalid, an

@@ -95,7 +95,7 @@ func Test1008WithFirstMessageSendsNewToken(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, minted, verified, "each connection proved itself with its own token, the second a new one")
 	connecting := rec.waitFor(t, 2, kind(EventConnecting))
-	require.Equal(t, ReasonRejected, connecting.Reason)
+	require.Equal(t, ReasonSessionEnded, connecting.Reason, "a 1008 on an established session is no refusal: fresh credentials preferred")
 }
 
 func TestServerDownForTwoSecondsThenBack(t *testing.T) {
@@ -161,7 +161,9 @@ func TestRevokedCredentialsStopAfterLimit(t *testing.T) {
 			refused++
 		}
 	}
-	require.Equal(t, 3, refused, "1008 Revoked, then three handshakes refused: four rejections in a row")
+	require.Equal(t, 4, refused, "1008 Revoked ends the session, then four handshakes refused in a row")
+	require.Equal(t, ReasonSessionEnded, rec.waitFor(t, 2, kind(EventConnecting)).Reason)
+	require.Equal(t, ReasonRejected, rec.waitFor(t, 3, kind(EventConnecting)).Reason)
 	rec.waitFor(t, 1, kind(EventStopped))
 	_, _, err := c.Receive(testCtx(t))
 	require.ErrorAs(t, err, &gu, "Receive reports the stop cause")
@@ -351,7 +353,9 @@ func TestClassificationRowsAgainstServer(t *testing.T) {
 		{code: 1011, want: ActionRetry},
 		{code: 1012, want: ActionRetry},
 		{code: 1013, want: ActionRetry},
-		{code: 4401, opts: func(o *Options) { o.ReauthCodes = []StatusCode{4401, 4403} }, want: ActionReauth, stopWhy: "authentication", attempts: 3},
+		// A server that accepts and then closes with a re-auth code ends
+		// sessions it accepted: authenticate again, with backoff, forever.
+		{code: 4401, opts: func(o *Options) { o.ReauthCodes = []StatusCode{4401, 4403} }, want: ActionReauth},
 		{code: 4401, want: ActionRetry},
 		{code: 1002, want: ActionRetry, stopWhy: "protocol", attempts: 3},
 		{code: 1003, want: ActionRetry, stopWhy: "protocol", attempts: 3},

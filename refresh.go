@@ -84,7 +84,7 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 		return Ending{Phase: PhaseConnected, Err: err}
 	}
 	c.goLive(pc)
-	c.emit(Event{Kind: EventConnected, Attempt: attempt, Expiry: pc.expiry, Subprotocol: pc.ws.Subprotocol()})
+	c.emit(Event{Kind: EventConnected, Attempt: attempt, Expiry: pc.expiry, Subprotocol: pc.ws.Subprotocol(), Verdict: pc.verdict})
 	since := pc.connectedAt
 
 	timer := time.NewTimer(time.Hour)
@@ -314,6 +314,6 @@ func (c *Client) rotate(old *physConn, attempt int) (*physConn, error) {
 	cancel()
 	old.shutdown(StatusNormalClosure, "rotated")
 	nw.openGate()
-	c.emit(Event{Kind: EventRotated, Attempt: attempt, Expiry: nw.expiry, Subprotocol: nw.ws.Subprotocol()})
+	c.emit(Event{Kind: EventRotated, Attempt: attempt, Expiry: nw.expiry, Subprotocol: nw.ws.Subprotocol(), Verdict: nw.verdict})
 	return nw, nil
 }

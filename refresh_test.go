@@ -160,7 +160,7 @@ func TestRefreshRefusedReconnectsBeforeExpiry(t *testing.T) {
 		require.NotEqual(t, "Session expired", e.CloseReason)
 	}
 	connecting := rec.waitFor(t, 2, kind(EventConnecting))
-	require.Equal(t, ReasonExpired, connecting.Reason, "fresh credentials")
+	require.Equal(t, ReasonSessionEnded, connecting.Reason, "fresh credentials")
 	echo(t, c, "still here")
 }
 
@@ -251,7 +251,7 @@ func TestServerClosesAtExpiryWithoutRefresh(t *testing.T) {
 	rec.waitFor(t, 4, kind(EventConnected))
 	require.NotEqual(t, StateClosed, c.State())
 	connecting := rec.waitFor(t, 2, kind(EventConnecting))
-	require.Equal(t, ReasonExpired, connecting.Reason)
+	require.Equal(t, ReasonSessionEnded, connecting.Reason)
 }
 
 // closeRecordingApp echoes and records the close code of every connection

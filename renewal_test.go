@@ -49,7 +49,7 @@ func TestRefreshWorksForTicketAndCookieProofs(t *testing.T) {
 	require.Equal(t, time.Duration(0), ev.Delay)
 	require.NotEqual(t, "Session expired", ev.CloseReason)
 	connecting := rec.waitFor(t, 2, kind(EventConnecting))
-	require.Equal(t, ReasonExpired, connecting.Reason, "fresh credentials: the cookie provider logs in again")
+	require.Equal(t, ReasonSessionEnded, connecting.Reason, "fresh credentials: the cookie provider logs in again")
 }
 
 // noticeOnly is the default dialect minus what auth_ok says about the

@@ -264,11 +264,90 @@ func TestDefaultClassifyTable(t *testing.T) {
 	}
 }
 
-func TestSessionEndedVersusRejected(t *testing.T) {
-	require.False(t, Ending{Phase: PhaseHandshake, HTTPStatus: 401}.sessionEnded(time.Second))
-	require.False(t, Ending{Phase: PhaseConnected, Uptime: 10 * time.Millisecond}.sessionEnded(time.Second))
-	require.True(t, Ending{Phase: PhaseConnected, Uptime: 2 * time.Second}.sessionEnded(time.Second))
-	require.True(t, Ending{Phase: PhaseConnected, Uptime: 10 * time.Millisecond, atExpiry: true}.sessionEnded(time.Second))
+// TestStreakTable runs sequences of endings through the policy and checks
+// the Reason each next attempt hands the provider, whether it starts at
+// once, and which limit stops the client.
+func TestStreakTable(t *testing.T) {
+	o := &Options{MaxAuthFailures: 3, MaxProtocolErrors: 2}
+	type row struct {
+		end    Ending
+		action Action
+		want   step
+	}
+	refusedHandshake := Ending{Phase: PhaseHandshake, HTTPStatus: 401}
+	refusedInVerdict := Ending{Phase: PhaseAuth, Code: StatusPolicyViolation}
+	closedSession := Ending{Phase: PhaseConnected, Code: StatusPolicyViolation, Uptime: time.Second}
+	lost := Ending{Phase: PhaseConnected, Code: 1006}
+	protocol := Ending{Phase: PhaseConnected, Code: 1002}
+	rejected := func(immediate bool) step { return step{why: ReasonRejected, immediate: immediate} }
+	ended := func(immediate bool) step { return step{why: ReasonSessionEnded, immediate: immediate} }
+	retry := step{why: ReasonReconnect}
+	for _, tc := range []struct {
+		name string
+		rows []row
+	}{
+		{"refusals at the handshake count and stop", []row{
+			{refusedHandshake, ActionReauth, rejected(true)},
+			{refusedHandshake, ActionReauth, rejected(false)},
+			{refusedHandshake, ActionReauth, step{stop: "authentication"}},
+		}},
+		{"a close inside the verdict is a refusal", []row{
+			{refusedInVerdict, ActionReauth, rejected(true)},
+			{refusedInVerdict, ActionReauth, rejected(false)},
+			{refusedInVerdict, ActionReauth, step{stop: "authentication"}},
+		}},
+		{"an established session closed with 1008 is authenticated again, never given up", []row{
+			{closedSession, ActionReauth, ended(true)},
+			{closedSession, ActionReauth, ended(false)},
+			{closedSession, ActionReauth, ended(false)},
+			{closedSession, ActionReauth, ended(false)},
+			{closedSession, ActionReauth, ended(false)},
+		}},
+		{"a session the server accepted breaks a run of refusals", []row{
+			{refusedHandshake, ActionReauth, rejected(true)},
+			{refusedHandshake, ActionReauth, rejected(false)},
+			{closedSession, ActionReauth, ended(true)},
+			{refusedHandshake, ActionReauth, rejected(true)},
+			{refusedHandshake, ActionReauth, rejected(false)},
+			{refusedHandshake, ActionReauth, step{stop: "authentication"}},
+		}},
+		{"the re-authentication after a closed session is refused: it counts", []row{
+			{closedSession, ActionReauth, ended(true)},
+			{refusedInVerdict, ActionReauth, rejected(true)},
+			{refusedInVerdict, ActionReauth, rejected(false)},
+			{refusedInVerdict, ActionReauth, step{stop: "authentication"}},
+		}},
+		{"sessions that lived to their expiry are renewed at once, quick ones meet backoff", []row{
+			{Ending{Phase: PhaseConnected, Code: StatusPolicyViolation, Uptime: time.Second, atExpiry: true}, ActionReauth, ended(true)},
+			{Ending{Phase: PhaseConnected, Code: StatusPolicyViolation, Uptime: time.Second, atExpiry: true}, ActionReauth, ended(true)},
+			{Ending{Phase: PhaseConnected, Code: StatusPolicyViolation, Uptime: time.Millisecond, atExpiry: true}, ActionReauth, ended(false)},
+		}},
+		{"a planned renewal starts at once with fresh credentials", []row{
+			{Ending{Phase: PhaseConnected, renew: true}, ActionRetry, ended(true)},
+			{Ending{Phase: PhaseConnected, renew: true}, ActionRetry, ended(true)},
+		}},
+		{"network losses retry with backoff", []row{
+			{lost, ActionRetry, retry},
+			{lost, ActionRetry, retry},
+			{lost, ActionRetry, retry},
+		}},
+		{"protocol errors in a row stop; another ending breaks the row", []row{
+			{protocol, ActionRetry, retry},
+			{lost, ActionRetry, retry},
+			{protocol, ActionRetry, retry},
+			{protocol, ActionRetry, step{stop: "protocol"}},
+		}},
+		{"the policy says stop", []row{
+			{lost, ActionStop, step{stop: "policy"}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s streak
+			for i, r := range tc.rows {
+				require.Equal(t, r.want, s.next(r.end, r.action, o), "ending %d", i+1)
+			}
+		})
+	}
 }
 
 func TestParseRetryAfter(t *testing.T) {

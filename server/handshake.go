@@ -86,6 +86,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 
 	closeAlls := s.closeAllCount()
+	// Every pattern ends with auth_ok or a close; the header tells a client
+	// to wait for that verdict rather than guess one (docs/protocol.md).
+	w.Header().Set(verdictHeader, verdictAuthOK)
 	rec := &statusRecorder{ResponseWriter: w}
 	ws, err := websocket.Accept(rec, r, &s.acceptOpts)
 	if err != nil {

@@ -83,3 +83,10 @@ func expiresIn(exp, now time.Time) *float64 {
 	v := max(0, seconds(exp.Sub(now)))
 	return &v
 }
+
+// verdictHeader, on the 101, announces that the server ends every
+// authentication with an explicit verdict: auth_ok, or a close.
+const (
+	verdictHeader = "Wsauth-Verdict"
+	verdictAuthOK = "auth_ok"
+)

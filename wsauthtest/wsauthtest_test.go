@@ -521,9 +521,11 @@ func TestEndpoints(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("the logged-out client did not stop")
 	}
+	// "Logged out" ends the session; the cookie is offered once more and
+	// refused, which stops a client allowed one refusal.
 	var gu *wsauth.GaveUpError
 	require.ErrorAs(t, cookie.Err(), &gu)
-	require.Equal(t, "Logged out", gu.Reason)
+	require.Equal(t, "Unauthorized", gu.Reason)
 
 	// A wrong password is refused and recorded.
 	resp, err = srv.Client().Post(srv.LoginURL(), "application/json", strings.NewReader(string(loginJSON(wsauthtest.Alice, "wrong"))))

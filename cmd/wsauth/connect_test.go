@@ -197,10 +197,14 @@ func TestConnectTokenFileIsReadEveryAttempt(t *testing.T) {
 			"--backoff-initial", "20ms", "--max-auth-failures", "3", srv.ws)
 		waitEvent(t, p, 0, isEvent("connected"))
 		srv.waitStarted(t, "u-file-stale")
-		require.Equal(t, 1, srv.control(t, "close-all", map[string]any{"code": 1008, "reason": "not you"}))
+		// A 1008 on the working session is no refusal: the token in the
+		// file is offered again, once, and the server now refuses it.
+		require.Equal(t, 1, srv.control(t, "revoke", map[string]string{"subject": "u-file-stale"}))
+		waitEvent(t, p, 0, func(e event) bool { return e.Event == "reconnecting" && e.Status == 401 })
+		require.Equal(t, 0, srv.control(t, "unrevoke", map[string]string{"subject": "u-file-stale"}))
 		p.requireExit(exitAuth)
-		// The token is valid, so the server would have accepted it again:
-		// one accepted handshake means it was offered once.
+		// The server accepts the token again after the unrevoke: one more
+		// accepted handshake would mean it was offered after its refusal.
 		require.Len(t, srv.accepted(t, "u-file-stale"), 1)
 	})
 }

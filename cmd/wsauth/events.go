@@ -50,6 +50,9 @@ type eventRecord struct {
 	Expiry      *time.Time `json:"expiry,omitempty"`
 	ExpiresInMS *int64     `json:"expires_in_ms,omitempty"`
 	Subprotocol string     `json:"subprotocol,omitempty"`
+	// Verdict is what decided the connection was authenticated
+	// (connected, rotated): explicit, handshake, first-message or window.
+	Verdict string `json:"verdict,omitempty"`
 	// Cause says why the command closed the connection (closing): eof or
 	// signal.
 	Cause string `json:"cause,omitempty"`
@@ -105,6 +108,9 @@ func recordOf(e wsauth.Event) eventRecord {
 	}
 	if e.Kind == wsauth.EventConnecting && e.Reason != 0 {
 		r.Why = e.Reason.String()
+	}
+	if e.Verdict != wsauth.VerdictPending {
+		r.Verdict = e.Verdict.String()
 	}
 	if e.Kind == wsauth.EventReconnecting {
 		r.Action = e.Action.String()
@@ -203,6 +209,9 @@ func (r eventRecord) text() string {
 	}
 	if r.Subprotocol != "" {
 		kv("subprotocol", quoted(r.Subprotocol))
+	}
+	if r.Verdict != "" {
+		kv("verdict", r.Verdict)
 	}
 	if r.Cause != "" {
 		kv("cause", r.Cause)
