@@ -341,6 +341,9 @@ func (a *CookieAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 		}
 	}
 	cookies := a.Jar.Cookies(target)
+	if len(cookies) == 0 {
+		return Proof{}, fmt.Errorf("wsauth: CookieAuth: the jar holds no cookie for %s and there is no LoginURL: %w", target.Host, ErrNoCredential)
+	}
 	header := cookieHeader(cookies)
 	for _, c := range cookies {
 		hs.AddSecret(c.Value)

@@ -151,7 +151,7 @@ func TestRefusalsAreTypedAndStop(t *testing.T) {
 		{"no credential, first-message server", nil, 0, 1008, "Auth timeout"},
 		{"ticket endpoint bad bearer", &TicketAuth{Endpoint: env.TicketURL(), Tokens: bad}, 401, 0, ""},
 		{"cookie bad password", &CookieAuth{LoginURL: env.LoginURL(), LoginBody: []byte(`{"username":"alice","password":"wrong-password"}`)}, 401, 0, ""},
-		{"missing cookie", &CookieAuth{}, 401, 0, ""},
+		{"missing cookie: nothing to offer, no handshake", &CookieAuth{}, 0, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
@@ -184,6 +184,10 @@ func TestRefusalsAreTypedAndStop(t *testing.T) {
 				var he *HTTPError
 				require.ErrorAs(t, err, &he)
 				require.True(t, he.Rejected())
+			}
+			if tc.wantStatus == 0 && tc.wantCode == 0 {
+				require.ErrorIs(t, err, ErrNoCredential)
+				require.Zero(t, rec.count(EventAuthenticating), "nothing was dialed")
 			}
 			require.NotContains(t, err.Error(), forged)
 			for _, e := range rec.all() {
@@ -490,7 +494,10 @@ func TestCookieAuthSendsTheURLsOwnOriginByDefault(t *testing.T) {
 	t.Cleanup(srv.Close)
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
-	c, err := Dial(testCtx(t), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", &Options{Auth: &CookieAuth{Jar: jar}, Dialect: PlainDialect})
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: "s3ssion-id", Path: "/"}})
+	c, err := Dial(testCtx(t), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", &Options{Auth: &CookieAuth{Jar: jar}})
 	require.NoError(t, err)
 	defer c.Close()
 	require.Equal(t, srv.URL, <-origins)

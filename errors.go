@@ -33,6 +33,12 @@ var (
 	// the same one again is never done.
 	ErrCredentialRejected = errors.New("wsauth: the credential was rejected and no fresh one is available")
 
+	// ErrNoCredential is returned by a provider that has nothing to offer
+	// at all, such as a CookieAuth whose jar holds no cookie for the URL and
+	// that has no LoginURL to get one. The reconnect policy counts it as a
+	// refusal, so a client that cannot authenticate stops.
+	ErrNoCredential = errors.New("wsauth: the provider has no credential to offer")
+
 	// ErrRefreshUnsupported is returned by a Dialect whose protocol has no
 	// refresh message.
 	ErrRefreshUnsupported = errors.New("wsauth: the dialect has no refresh message")

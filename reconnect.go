@@ -138,7 +138,7 @@ func DefaultClassify(e Ending) Action {
 		return ActionReauth
 	case e.HTTPStatus == http.StatusUnauthorized || e.HTTPStatus == http.StatusForbidden:
 		return ActionReauth
-	case errors.Is(e.Err, ErrCredentialRejected):
+	case errors.Is(e.Err, ErrCredentialRejected), errors.Is(e.Err, ErrNoCredential):
 		return ActionReauth
 	}
 	var ae *AuthError

@@ -3,6 +3,8 @@ package wsauth
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,7 +15,9 @@ import (
 )
 
 // DefaultEarlyExpiry is how long before its Expiry a cached token is
-// treated as expired, so that it is never sent with seconds to live.
+// treated as expired, so that it is never sent with seconds to live. For a
+// token that lives less than four times that, the margin is a quarter of
+// its lifetime instead.
 const DefaultEarlyExpiry = 10 * time.Second
 
 // TokenFunc is a token source that takes a context, for sources whose fetch
@@ -37,10 +41,12 @@ func StaticToken(token string) oauth2.TokenSource {
 }
 
 // TokenCache wraps a token source: it hands out the cached token until
-// EarlyExpiry before the token's Expiry, fetches at most once at a time
+// shortly before the token's Expiry (see DefaultEarlyExpiry), fetches at most once at a time
 // (concurrent callers wait for the fetch in flight and share its result),
 // forgets a token on Invalidate, and never hands out a token again once
-// Reject has been called for it.
+// Reject has been called for it. A token without an Expiry that is a JWT
+// gets the expiry of its exp claim (read, not verified: the server
+// verifies), so that refreshes plan ahead of it.
 // The zero value is not usable; call NewTokenCache.
 //
 // Providers wrap their token source in a TokenCache unless it is one
@@ -54,6 +60,7 @@ type TokenCache struct {
 	// lock is a mutex that a waiter can give up on when its context ends.
 	lock     chan struct{}
 	tok      *oauth2.Token
+	fetched  time.Time // when tok came from the source
 	rejected map[[32]byte]struct{}
 	order    [][32]byte
 
@@ -101,9 +108,10 @@ func (c *TokenCache) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	return c.get(ctx, time.Time{})
 }
 
-// tokenAfter returns a token that stays valid past t when the source can
-// give one: the refresher asks for a token that outlives the session it is
-// about to extend. A cached token that expires before t is replaced.
+// tokenAfter returns a token that is still usable at t, outside its
+// expiry margin, when the source can give one: the refresher asks for a
+// token that outlives the session it is about to extend, so a refresh
+// never carries the token the session already rests on.
 func (c *TokenCache) tokenAfter(ctx context.Context, t time.Time) (*oauth2.Token, error) {
 	return c.get(ctx, t)
 }
@@ -163,7 +171,11 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	defer func() { <-c.lock }()
 
 	now := time.Now()
-	if c.usable(c.tok, now) && (after.IsZero() || c.tok.Expiry.IsZero() || c.tok.Expiry.After(after)) {
+	at := now
+	if after.After(now) {
+		at = after
+	}
+	if c.usable(c.tok, at) {
 		return c.tok, nil
 	}
 	c.fetches.Add(1)
@@ -177,18 +189,62 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	if _, bad := c.rejected[digest(tok.AccessToken)]; bad {
 		return nil, fmt.Errorf("wsauth: token source returned the token the server rejected: %w", ErrCredentialRejected)
 	}
-	c.tok = tok
+	if tok.Expiry.IsZero() {
+		if exp := jwtExpiry(tok.AccessToken); !exp.IsZero() {
+			cp := *tok
+			cp.Expiry = exp
+			tok = &cp
+		}
+	}
+	c.tok, c.fetched = tok, now
 	return tok, nil
 }
 
-func (c *TokenCache) usable(tok *oauth2.Token, now time.Time) bool {
+// usable reports whether tok may still be handed out at t: known, not
+// rejected, and not within the margin of its expiry.
+func (c *TokenCache) usable(tok *oauth2.Token, t time.Time) bool {
 	if tok == nil || tok.AccessToken == "" {
 		return false
 	}
 	if _, bad := c.rejected[digest(tok.AccessToken)]; bad {
 		return false
 	}
-	return tok.Expiry.IsZero() || now.Add(c.early).Before(tok.Expiry)
+	if tok.Expiry.IsZero() {
+		return true
+	}
+	early := c.early
+	if life := tok.Expiry.Sub(c.fetched); life < 4*early {
+		early = life / 4
+	}
+	return t.Add(early).Before(tok.Expiry)
+}
+
+// jwtExpiry returns the exp claim of a JWT in compact form, zero when s is
+// not one or has no usable exp.
+func jwtExpiry(s string) time.Time {
+	_, rest, ok := strings.Cut(s, ".")
+	if !ok {
+		return time.Time{}
+	}
+	payload, sig, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(sig, ".") {
+		return time.Time{}
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(payload, "="))
+	if err != nil {
+		return time.Time{}
+	}
+	var claims struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(raw, &claims) != nil || claims.Exp == "" {
+		return time.Time{}
+	}
+	f, err := claims.Exp.Float64()
+	if err != nil || f <= 0 || f > 1<<40 {
+		return time.Time{}
+	}
+	return time.Unix(int64(f), 0)
 }
 
 // digest keeps rejected tokens as hashes: the cache need not hold secrets

@@ -16,6 +16,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wsauth/wsauth/server"
 	"golang.org/x/oauth2"
 )
 
@@ -98,12 +100,40 @@ func TestTokenCacheCachesUntilNearExpiry(t *testing.T) {
 	require.Equal(t, a.AccessToken, b.AccessToken)
 	require.EqualValues(t, 1, c.Fetches())
 
+	// A token that lives less than four margins is kept for three
+	// quarters of its life rather than refetched on every call.
 	short := &countingSource{ttl: 30 * time.Second}
-	c2 := NewTokenCache(short, time.Minute) // every token is already "near expiry"
+	c2 := NewTokenCache(short, time.Minute)
 	x, _ := c2.Token()
 	y, _ := c2.Token()
-	require.NotEqual(t, x.AccessToken, y.AccessToken)
-	require.EqualValues(t, 2, c2.Fetches())
+	require.Equal(t, x.AccessToken, y.AccessToken)
+	require.EqualValues(t, 1, c2.Fetches())
+
+	n := 0
+	expired := TokenFunc(func(context.Context) (*oauth2.Token, error) {
+		n++
+		return &oauth2.Token{AccessToken: fmt.Sprintf("old-%d", n), Expiry: time.Now().Add(-time.Second)}, nil
+	})
+	c3 := NewTokenCache(expired, time.Minute)
+	x, _ = c3.Token()
+	y, _ = c3.Token()
+	require.NotEqual(t, x.AccessToken, y.AccessToken, "an expired token is never handed out from the cache")
+	require.EqualValues(t, 2, c3.Fetches())
+}
+
+func TestTokenCacheReadsAJWTsExpiry(t *testing.T) {
+	iss, err := server.NewHMACIssuer(server.RandomKey())
+	require.NoError(t, err)
+	jwt, err := iss.IssueWithExpiry("alice", time.Unix(2000000000, 0))
+	require.NoError(t, err)
+	tok, err := NewTokenCache(StaticToken(jwt), 0).Token()
+	require.NoError(t, err)
+	require.Equal(t, time.Unix(2000000000, 0), tok.Expiry)
+
+	for _, s := range []string{"not-a-jwt", "a.b.c", "a.b.c.d", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "x.eyJleHAiOi0xfQ.y", "x.eyJleHAiOiJzb29uIn0.y"} {
+		require.True(t, jwtExpiry(s).IsZero(), s)
+	}
+	require.Equal(t, time.Unix(1700000000, 0), jwtExpiry("x.eyJleHAiOjE3MDAwMDAwMDB9.y"))
 }
 
 func TestTokenCacheRejectAndInvalidate(t *testing.T) {

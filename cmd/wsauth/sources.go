@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -151,37 +149,10 @@ func tokenFrom(what string, data []byte, scrub *scrubber) (*oauth2.Token, error)
 	return bearer(s), nil
 }
 
-// bearer wraps a raw token. When the token is a JWT its exp claim (read,
-// not verified: the server verifies) tells the client when it expires, so
-// that refreshes and the token cache plan ahead of it.
+// bearer wraps a raw token. The client's token cache reads a JWT's exp
+// claim, so that refreshes and the cache plan ahead of it.
 func bearer(s string) *oauth2.Token {
-	return &oauth2.Token{AccessToken: s, TokenType: "Bearer", Expiry: jwtExpiry(s)}
-}
-
-// jwtExpiry returns the exp claim of a JWT in compact form, zero when s is
-// not one or has no exp.
-func jwtExpiry(s string) time.Time {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 {
-		return time.Time{}
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return time.Time{}
-	}
-	var claims struct {
-		Exp *json.Number `json:"exp"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if dec.Decode(&claims) != nil || claims.Exp == nil {
-		return time.Time{}
-	}
-	f, err := claims.Exp.Float64()
-	if err != nil || f <= 0 || f > 1<<40 {
-		return time.Time{}
-	}
-	return time.Unix(int64(f), 0)
+	return &oauth2.Token{AccessToken: s, TokenType: "Bearer"}
 }
 
 // freshEachAttempt drops the cached token before every connection attempt,
