@@ -522,10 +522,15 @@ func (c *Client) connUp() {
 
 func (c *Client) connDown() { c.live.Add(-1) }
 
-func (c *Client) setState(s State) {
+// enter moves the client to state s and reports e, stamped at the change:
+// a caller woken by the change (WaitConnected) never acts before the
+// event's time.
+func (c *Client) enter(s State, e Event) {
+	e.Time = time.Now()
 	c.mu.Lock()
 	c.setStateLocked(s)
 	c.mu.Unlock()
+	c.emit(e)
 }
 
 func (c *Client) setStateLocked(s State) {

@@ -65,8 +65,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	}
 
 	if !rotating {
-		c.setState(StateAuthenticating)
-		c.emit(Event{Kind: EventAuthenticating, Attempt: attempt})
+		c.enter(StateAuthenticating, Event{Kind: EventAuthenticating, Attempt: attempt})
 	}
 	actx, acancel := context.WithTimeout(ctx, c.o.AuthTimeout)
 	defer acancel()

@@ -265,8 +265,7 @@ func (c *Client) run() {
 	for {
 		run.attempts++
 		attempt := run.attempts
-		c.setState(StateConnecting)
-		c.emit(Event{Kind: EventConnecting, Attempt: attempt, Reason: why})
+		c.enter(StateConnecting, Event{Kind: EventConnecting, Attempt: attempt, Reason: why})
 		pc, end := c.connect(c.ctx, why, attempt, false)
 		if pc != nil {
 			end = c.supervise(pc, attempt, why)
@@ -309,8 +308,7 @@ func (c *Client) run() {
 		if ra := min(end.RetryAfter, c.o.MaxRetryAfter); ra > delay {
 			delay = ra
 		}
-		c.setState(StateReconnecting)
-		c.emit(Event{Kind: EventReconnecting, Attempt: run.attempts + 1, Action: action, Err: end.Err,
+		c.enter(StateReconnecting, Event{Kind: EventReconnecting, Attempt: run.attempts + 1, Action: action, Err: end.Err,
 			Code: end.Code, CloseReason: end.Reason, HTTPStatus: end.HTTPStatus, Delay: delay})
 		if sleep(c.ctx, delay) != nil {
 			stopErr = c.localCause()
@@ -427,6 +425,7 @@ func (c *Client) finish(stopErr error) {
 		stopErr = ErrClosed
 	}
 	c.cancel()
+	at := time.Now()
 	c.mu.Lock()
 	c.err = stopErr
 	c.setStateLocked(StateClosed)
@@ -437,7 +436,7 @@ func (c *Client) finish(stopErr error) {
 	if stopErr == ErrClosed {
 		ev = nil
 	}
-	c.emit(Event{Kind: EventStopped, Err: ev})
+	c.emit(Event{Kind: EventStopped, Time: at, Err: ev})
 	c.events.close()
 	if c.ownHC {
 		c.hc.CloseIdleConnections()

@@ -83,8 +83,8 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 		pc.shutdown(0, "")
 		return Ending{Phase: PhaseConnected, Err: err}
 	}
-	c.goLive(pc)
-	c.emit(Event{Kind: EventConnected, Attempt: attempt, Expiry: pc.expiry, Subprotocol: pc.ws.Subprotocol(), Verdict: pc.verdict})
+	at := c.goLive(pc)
+	c.emit(Event{Kind: EventConnected, Time: at, Attempt: attempt, Expiry: pc.expiry, Subprotocol: pc.ws.Subprotocol(), Verdict: pc.verdict})
 	since := pc.connectedAt
 
 	timer := time.NewTimer(time.Hour)
@@ -202,14 +202,17 @@ func (c *Client) onConnect(pc *physConn, attempt int, why Reason, rotated bool) 
 	return nil
 }
 
-// goLive makes pc the connection whose writer drains the send queue.
-func (c *Client) goLive(pc *physConn) {
+// goLive makes pc the connection whose writer drains the send queue, and
+// returns when, for the event that reports it.
+func (c *Client) goLive(pc *physConn) time.Time {
+	at := time.Now()
 	pc.startWriter()
 	c.mu.Lock()
 	c.cur = pc
 	c.connects++
 	c.setStateLocked(StateConnected)
 	c.mu.Unlock()
+	return at
 }
 
 // refresh extends pc's session in place with the dialect's refresh message
@@ -308,12 +311,12 @@ func (c *Client) rotate(old *physConn, attempt int) (*physConn, error) {
 		return nil, err
 	}
 	old.stopWriter()
-	c.goLive(nw)
+	at := c.goLive(nw)
 	dctx, cancel := context.WithTimeout(c.ctx, c.o.DrainTimeout)
 	_ = old.ws.Ping(dctx)
 	cancel()
 	old.shutdown(StatusNormalClosure, "rotated")
 	nw.openGate()
-	c.emit(Event{Kind: EventRotated, Attempt: attempt, Expiry: nw.expiry, Subprotocol: nw.ws.Subprotocol(), Verdict: nw.verdict})
+	c.emit(Event{Kind: EventRotated, Time: at, Attempt: attempt, Expiry: nw.expiry, Subprotocol: nw.ws.Subprotocol(), Verdict: nw.verdict})
 	return nw, nil
 }

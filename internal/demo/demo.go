@@ -35,10 +35,13 @@ type Options struct {
 func Run(ctx context.Context, w io.Writer, o Options) error {
 	d := &tour{w: w, color: o.Color, start: time.Now()}
 	if err := d.startServer(); err != nil {
-		return err
+		d.bad("the reference server did not start: %v", err)
+		d.flush()
+		return fmt.Errorf("demo: starting the reference server: %w", err)
 	}
 	defer d.stopServer()
 	d.say("server", "reference server on %s: every pattern, session lifetime %s", d.addr, sessionTTL)
+	d.flush()
 
 	steps := []struct {
 		title string
@@ -56,7 +59,7 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 		{"server down for a while: backoff with full jitter, then recovery", d.outage},
 		{"refused: a replayed ticket", d.replayedTicket},
 		{"refused: a foreign Origin on a cookie-authenticated socket", d.wrongOrigin},
-		{"refused: a revoked principal gives up after 3 rejections, never loops", d.revoked},
+		{"refused: a revoked principal's session ends, re-authentication is refused, the client gives up", d.revoked},
 	}
 	var failed []string
 	for i, s := range steps {
@@ -67,16 +70,19 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 		if err != nil {
 			d.bad("step %d failed: %v", i+1, err)
 			failed = append(failed, fmt.Sprint(i+1))
-			continue
+		} else {
+			d.good("as expected")
 		}
-		d.good("as expected")
+		d.flush()
 	}
 	d.line("")
 	if len(failed) > 0 {
 		d.bad("%d of %d steps misbehaved: %s", len(failed), len(steps), strings.Join(failed, ", "))
+		d.flush()
 		return fmt.Errorf("demo: steps %s misbehaved", strings.Join(failed, ", "))
 	}
 	d.good("all %d steps behaved in %s", len(steps), time.Since(d.start).Round(time.Millisecond))
+	d.flush()
 	return nil
 }
 
@@ -90,6 +96,8 @@ type tour struct {
 	color bool
 	start time.Time
 	outMu sync.Mutex
+	// pending is the current step's timeline, printed in order at its end.
+	pending []entry
 
 	srv  *exampleserver.Server
 	addr string
@@ -187,71 +195,123 @@ func (d *tour) clientCredentials(ctx context.Context) error {
 	return d.connectAndAsk(ctx, &wsauth.FirstMessageAuth{Tokens: src}, "first-message")
 }
 
-func (d *tour) refresh(ctx context.Context) error {
-	refreshed := make(chan struct{}, 8)
-	o := d.options(&wsauth.FirstMessageAuth{Tokens: d.tokens("alice")})
-	o.OnEvent = func(e wsauth.Event) {
-		d.event(e)
-		if e.Kind == wsauth.EventRefreshed {
-			refreshed <- struct{}{}
+// watch is an OnEvent that puts events on the timeline and counts them by
+// kind, so that a step can wait for one and check what happened.
+type watch struct {
+	d    *tour
+	mu   sync.Mutex
+	seen map[wsauth.EventKind]int
+	evs  []wsauth.Event
+	wake chan struct{}
+}
+
+func (d *tour) watch() *watch {
+	return &watch{d: d, seen: map[wsauth.EventKind]int{}, wake: make(chan struct{}, 1)}
+}
+
+func (w *watch) on(e wsauth.Event) {
+	w.d.event(e)
+	w.mu.Lock()
+	w.seen[e.Kind]++
+	w.evs = append(w.evs, e)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watch) count(k wsauth.EventKind) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen[k]
+}
+
+func (w *watch) events() []wsauth.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]wsauth.Event(nil), w.evs...)
+}
+
+// until waits for the n-th event of kind k.
+func (w *watch) until(ctx context.Context, k wsauth.EventKind, n int) error {
+	for w.count(k) < n {
+		select {
+		case <-w.wake:
+		case <-ctx.Done():
+			return fmt.Errorf("no %s event before the step's deadline", k)
 		}
 	}
+	return nil
+}
+
+func (d *tour) refresh(ctx context.Context) error {
+	w := d.watch()
+	o := d.options(&wsauth.FirstMessageAuth{Tokens: d.tokens("alice")})
+	o.OnEvent = w.on
 	c, err := wsauth.Dial(ctx, d.wsURL(), o)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	for i := 0; i < 3; i++ {
-		select {
-		case <-refreshed:
-		case <-ctx.Done():
-			return errors.New("no refresh before the step's deadline")
-		}
+	if err := w.until(ctx, wsauth.EventRefreshed, 3); err != nil {
+		return err
 	}
-	_, err = d.ask(ctx, c, "still the same connection after 3 refreshes?")
-	return err
+	if _, err := d.ask(ctx, c, "whoami"); err != nil {
+		return err
+	}
+	if n, r := w.count(wsauth.EventConnected), w.count(wsauth.EventReconnecting); n != 1 || r != 0 {
+		return fmt.Errorf("want one connection through 3 refreshes, saw %d connects and %d reconnects", n, r)
+	}
+	d.say("client", "one connection, %d refreshes, no reconnect", w.count(wsauth.EventRefreshed))
+	return nil
 }
 
 func (d *tour) reauth(ctx context.Context) error {
-	connected := make(chan struct{}, 4)
+	w := d.watch()
 	o := d.options(&wsauth.FirstMessageAuth{Tokens: d.tokens("alice")})
-	o.OnEvent = func(e wsauth.Event) {
-		d.event(e)
-		if e.Kind == wsauth.EventConnected {
-			connected <- struct{}{}
-		}
-	}
+	o.OnEvent = w.on
 	c, err := wsauth.Dial(ctx, d.wsURL(), o)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	<-connected
 	n := d.server().CloseAll(websocket.StatusPolicyViolation, "Unauthorized")
 	d.say("server", "closed %d connection with 1008 \"Unauthorized\"", n)
-	select {
-	case <-connected:
-	case <-ctx.Done():
-		return errors.New("no reconnect")
+	if err := w.until(ctx, wsauth.EventConnected, 2); err != nil {
+		return err
+	}
+	for _, e := range w.events() {
+		if e.Kind == wsauth.EventReconnecting && (e.Action != wsauth.ActionReauth || e.Delay != 0) {
+			return fmt.Errorf("want an immediate re-authentication, got %s", e)
+		}
 	}
 	_, err = d.ask(ctx, c, "whoami")
 	return err
 }
 
 func (d *tour) outage(ctx context.Context) error {
-	c, err := wsauth.Dial(ctx, d.wsURL(), d.options(&wsauth.TicketAuth{Endpoint: d.url("/api/ws-ticket"), Tokens: d.tokens("alice")}))
+	w := d.watch()
+	o := d.options(&wsauth.TicketAuth{Endpoint: d.url("/api/ws-ticket"), Tokens: d.tokens("alice")})
+	o.OnEvent = w.on
+	c, err := wsauth.Dial(ctx, d.wsURL(), o)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	d.stopServer()
 	d.say("server", "down")
-	down := 1500 * time.Millisecond
-	// While the server is down, a send waits in the queue.
+	// Once the client has seen the connection go, a send waits in the
+	// queue for the next one; a send racing the close could still be
+	// handed to the dying connection.
+	if err := w.until(ctx, wsauth.EventReconnecting, 1); err != nil {
+		return err
+	}
 	sent := make(chan error, 1)
 	go func() { sent <- c.SendText(ctx, "queued while the server was down") }()
+	down := 1500 * time.Millisecond
 	select {
-	case <-time.After(down):
+	case <-time.After(down): // the outage itself
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -267,6 +327,9 @@ func (d *tour) outage(ctx context.Context) error {
 		return err
 	}
 	d.say("app", "echo of the queued send: %q", data)
+	if string(data) != "queued while the server was down" {
+		return fmt.Errorf("want the echo of the queued send, got %q", data)
+	}
 	return nil
 }
 
@@ -326,7 +389,9 @@ func (d *tour) wrongOrigin(ctx context.Context) error {
 }
 
 func (d *tour) revoked(ctx context.Context) error {
+	w := d.watch()
 	o := d.options(&wsauth.HeaderAuth{Tokens: d.tokens("mallory")})
+	o.OnEvent = w.on
 	o.MaxAuthFailures = 3
 	c, err := wsauth.Dial(ctx, d.wsURL(), o)
 	if err != nil {
@@ -344,6 +409,16 @@ func (d *tour) revoked(ctx context.Context) error {
 	if !errors.As(c.Err(), &gu) || gu.Why != "authentication" {
 		return fmt.Errorf("want a GaveUpError for authentication, got %v", c.Err())
 	}
-	d.say("client", "gave up after %d rejections in a row (last: HTTP %d)", 3, gu.HTTPStatus)
+	// The refusals are the reconnects after a 401, and the last one.
+	refusals := 1
+	for _, e := range w.events() {
+		if e.Kind == wsauth.EventReconnecting && e.HTTPStatus == http.StatusUnauthorized {
+			refusals++
+		}
+	}
+	if refusals != o.MaxAuthFailures {
+		return fmt.Errorf("want %d refusals before giving up, saw %d", o.MaxAuthFailures, refusals)
+	}
+	d.say("client", "gave up after %d refusals in a row (last: HTTP %d)", refusals, gu.HTTPStatus)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -39,8 +40,31 @@ func (d *tour) line(s string) {
 	fmt.Fprintln(d.w, s)
 }
 
-func (d *tour) stamp() string {
-	return d.paint(dim, fmt.Sprintf("%+8.3fs", time.Since(d.start).Seconds()))
+// entry is one line of a step's timeline, stamped when it happened.
+type entry struct {
+	at   time.Time
+	text string
+}
+
+// note records a line of the current step's timeline. Client events
+// arrive on the client's event goroutine and application lines on the
+// step's, so lines are kept with their time and printed in order when the
+// step ends (flush).
+func (d *tour) note(at time.Time, text string) {
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	d.pending = append(d.pending, entry{at: at, text: text})
+}
+
+// flush prints the step's timeline in the order things happened.
+func (d *tour) flush() {
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	sort.SliceStable(d.pending, func(i, j int) bool { return d.pending[i].at.Before(d.pending[j].at) })
+	for _, e := range d.pending {
+		fmt.Fprintf(d.w, "%s  %s\n", d.paint(dim, fmt.Sprintf("%+8.3fs", e.at.Sub(d.start).Seconds())), e.text)
+	}
+	d.pending = d.pending[:0]
 }
 
 func (d *tour) heading(n int, title string) {
@@ -49,15 +73,19 @@ func (d *tour) heading(n int, title string) {
 }
 
 func (d *tour) say(who, format string, args ...any) {
-	d.line(fmt.Sprintf("%s  %-7s %s", d.stamp(), who, fmt.Sprintf(format, args...)))
+	d.sayAt(time.Now(), who, format, args...)
+}
+
+func (d *tour) sayAt(at time.Time, who, format string, args ...any) {
+	d.note(at, fmt.Sprintf("%-7s %s", who, fmt.Sprintf(format, args...)))
 }
 
 func (d *tour) good(format string, args ...any) {
-	d.line(fmt.Sprintf("%s  %s", d.stamp(), d.paint(green, "✔ "+fmt.Sprintf(format, args...))))
+	d.note(time.Now(), d.paint(green, "✔ "+fmt.Sprintf(format, args...)))
 }
 
 func (d *tour) bad(format string, args ...any) {
-	d.line(fmt.Sprintf("%s  %s", d.stamp(), d.paint(red, "✘ "+fmt.Sprintf(format, args...))))
+	d.note(time.Now(), d.paint(red, "✘ "+fmt.Sprintf(format, args...)))
 }
 
 // event puts a client event on the timeline.
@@ -71,7 +99,7 @@ func (d *tour) event(e wsauth.Event) {
 	case wsauth.EventConnected:
 		// The expiry known at this point may be the token's; the server's
 		// auth_ok can still shorten it, so the timeline shows it at refresh.
-		msg = d.paint(cyan, "connected")
+		msg = d.paint(cyan, "connected") + fmt.Sprintf(" (verdict: %s)", e.Verdict)
 	case wsauth.EventRefreshed:
 		msg = d.paint(cyan, "refreshed in place") + expiry(e.Expiry)
 	case wsauth.EventRefreshFailed:
@@ -98,7 +126,7 @@ func (d *tour) event(e wsauth.Event) {
 	default:
 		msg = e.String()
 	}
-	d.say("client", "%s", msg)
+	d.sayAt(e.Time, "client", "%s", msg)
 }
 
 func expiry(t time.Time) string {
