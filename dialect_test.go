@@ -47,12 +47,6 @@ func (s *tokenSeq) Token() (*oauth2.Token, error) {
 	return out, nil
 }
 
-func (s *tokenSeq) all() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.handed...)
-}
-
 // quickBackoff keeps the dialect tests' reconnects short.
 func quickBackoff() *FullJitter {
 	return &FullJitter{Initial: 20 * time.Millisecond, Multiplier: 2, Max: 200 * time.Millisecond}
@@ -114,11 +108,6 @@ func countOf(list []string, s string) int {
 		}
 	}
 	return n
-}
-
-// reconnectAction matches reconnecting events with action a.
-func reconnectAction(a Action) func(Event) bool {
-	return func(e Event) bool { return e.Kind == EventReconnecting && e.Action == a }
 }
 
 // scriptConn is an in-memory peer for unit tests of a dialect's Open: it
