@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -414,51 +413,6 @@ func cookieHeader(cs []*http.Cookie) string {
 	return strings.Join(parts, "; ")
 }
 
-// httpURL maps a ws/wss URL to the http/https URL a cookie jar keys on.
-func httpURL(u *url.URL) *url.URL {
-	c := *u
-	switch c.Scheme {
-	case "ws":
-		c.Scheme = "http"
-	case "wss":
-		c.Scheme = "https"
-	}
-	return &c
-}
-
-// originOf is the browser origin of a WebSocket URL: scheme (http or
-// https), host and port, nothing else.
-func originOf(u *url.URL) string {
-	h := httpURL(u)
-	return strings.ToLower(h.Scheme) + "://" + h.Host
-}
-
-// checkTransport refuses a credential over plain ws:// or http:// to a host
-// that is not loopback unless the user opted in.
-func checkTransport(u *url.URL, allowInsecure bool) error {
-	if allowInsecure {
-		return nil
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "wss", "https":
-		return nil
-	}
-	if isLoopback(u.Hostname()) {
-		return nil
-	}
-	return fmt.Errorf("%w: %s://%s is neither TLS nor loopback; use wss:// (https://) or set Options.AllowInsecure", ErrInsecureTransport, u.Scheme, u.Host)
-}
-
-// isLoopback is true for "localhost" and loopback IP literals. Names are
-// never resolved: "localhost.example.com" is not loopback.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // httpErrorFrom builds an HTTPError from a non-2xx response, reading a
 // bounded, redacted prefix of the body.
 func httpErrorFrom(op string, resp *http.Response, red *redactor) *HTTPError {
@@ -466,12 +420,19 @@ func httpErrorFrom(op string, resp *http.Response, red *redactor) *HTTPError {
 	if resp.Body != nil {
 		body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	}
-	return &HTTPError{
+	he := &HTTPError{
 		Op:         op,
 		StatusCode: resp.StatusCode,
 		Body:       red.String(strings.ToValidUTF8(string(body), "?")),
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	}
+	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
+		he.Location = redacted
+		if u, err := resp.Request.URL.Parse(loc); err == nil {
+			he.Location = red.URL(u)
+		}
+	}
+	return he
 }
 
 // maxErrorBody bounds how much of a refusal's body is kept.

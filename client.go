@@ -68,7 +68,10 @@ type Options struct {
 	Dialect Dialect
 
 	// HTTPClient makes the handshake and the providers' REST calls. Its
-	// Jar is ignored (CookieAuth brings its own). Default: a client of its
+	// Jar is ignored (CookieAuth brings its own), and its CheckRedirect
+	// runs after the client's own rules: the handshake follows no
+	// redirect, REST calls only those within their origin (see
+	// RedirectPolicy). Default: a client of its
 	// own with a clone of http.DefaultTransport and TLSConfig, whose idle
 	// connections Close releases.
 	HTTPClient *http.Client
@@ -188,7 +191,8 @@ type Client struct {
 	o       Options
 	auth    Authenticator
 	dialect Dialect
-	hc      *http.Client
+	hc      *http.Client // REST calls: same-origin redirects only
+	wsHC    *http.Client // the handshake: no redirects
 	ownHC   bool
 	tokens  *TokenCache
 	log     *slog.Logger
@@ -285,18 +289,17 @@ func New(rawURL string, opts *Options) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	c.hc, c.ownHC = o.HTTPClient, false
-	if c.hc == nil {
+	hc, own := o.HTTPClient, false
+	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		if o.TLSConfig != nil {
 			tr.TLSClientConfig = o.TLSConfig.Clone()
 		}
-		c.hc, c.ownHC = &http.Client{Transport: tr}, true
-	} else {
-		hc := *c.hc
-		hc.Jar = nil
-		c.hc = &hc
+		hc, own = &http.Client{Transport: tr}, true
 	}
+	c.hc, c.ownHC = restClient(hc), own
+	c.hc.Jar = nil
+	c.wsHC = handshakeClient(c.hc)
 	c.tokens = asTokenCache(o.TokenSource)
 	if c.tokens == nil {
 		if ts, ok := o.Auth.(tokenSourcer); ok {

@@ -41,9 +41,9 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 		}
 	}
 
-	hc := c.hc
+	hc := c.wsHC
 	if hs.Jar != nil {
-		withJar := *c.hc
+		withJar := *c.wsHC
 		withJar.Jar = hs.Jar
 		hc = &withJar
 	}

@@ -43,6 +43,12 @@ var (
 	// refresh message.
 	ErrRefreshUnsupported = errors.New("wsauth: the dialect has no refresh message")
 
+	// ErrRedirect is wrapped by the error of a REST call (ticket endpoint,
+	// login, URL endpoint) that the server redirected to another origin:
+	// the client never follows such a redirect, so no credential reaches
+	// it. It stops the client: the endpoint's URL needs fixing.
+	ErrRedirect = errors.New("wsauth: refusing a redirect to another origin")
+
 	// ErrInsecureTransport is wrapped by the error for a credential that
 	// would travel unencrypted to a host that is not loopback.
 	ErrInsecureTransport = errors.New("wsauth: refusing to send credentials over an unencrypted connection")
@@ -63,6 +69,9 @@ type HTTPError struct {
 	Body string
 	// RetryAfter is the server's Retry-After, zero when absent or invalid.
 	RetryAfter time.Duration
+	// Location is where a 3xx answer pointed, credentials redacted. The
+	// handshake never follows a redirect; see RedirectPolicy.
+	Location string
 }
 
 func (e *HTTPError) Error() string {
@@ -70,6 +79,9 @@ func (e *HTTPError) Error() string {
 	fmt.Fprintf(&b, "wsauth: %s refused: %d %s", e.Op, e.StatusCode, http.StatusText(e.StatusCode))
 	if e.RetryAfter > 0 {
 		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	if e.Location != "" {
+		fmt.Fprintf(&b, " (redirect to %s, not followed)", e.Location)
 	}
 	if body := strings.TrimSpace(e.Body); body != "" {
 		fmt.Fprintf(&b, ": %q", body)

@@ -132,7 +132,9 @@ func DefaultClassify(e Ending) Action {
 	switch {
 	case e.Local:
 		return ActionStop
-	case errors.Is(e.Err, ErrInsecureTransport):
+	case errors.Is(e.Err, ErrInsecureTransport), errors.Is(e.Err, ErrRedirect):
+		return ActionStop
+	case e.Phase == PhaseHandshake && isRedirect(e.HTTPStatus):
 		return ActionStop
 	case e.Code == StatusPolicyViolation:
 		return ActionReauth

@@ -250,6 +250,8 @@ func (s *tokenState) postBearer(ctx context.Context, hs *Handshake, hc *http.Cli
 	req.Header.Set("Accept", "application/json")
 	if hc == nil {
 		hc = hs.HTTPClient
+	} else {
+		hc = restClient(hc)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

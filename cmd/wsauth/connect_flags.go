@@ -296,7 +296,7 @@ func newConnectConfig(f *connectFlags, args []string, s stdio) (*connectConfig, 
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = c.tlsConfig.Clone()
-		c.oauthHC = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		c.oauthHC = &http.Client{Transport: tr, Timeout: 30 * time.Second, CheckRedirect: wsauth.RedirectPolicy}
 		cc := &clientcredentials.Config{ClientID: f.clientID, ClientSecret: secret, TokenURL: f.oauthURL, Scopes: scopes}
 		c.source = oauth2Source(cc, c.oauthHC, c.scrub)
 	case envTok != "" && needsToken:

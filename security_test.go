@@ -1,0 +1,267 @@
+package wsauth
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+// catcher is a server of another origin that records everything that
+// reaches it: a redirect must never bring it a credential.
+type catcher struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []string
+}
+
+func newCatcher(t *testing.T) *catcher {
+	k := &catcher{}
+	k.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		k.mu.Lock()
+		k.got = append(k.got, r.Method+" "+r.URL.String()+" "+headerDump(r.Header)+" "+string(body))
+		k.mu.Unlock()
+		if r.Header.Get("Upgrade") != "" {
+			ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"chat.v1"}})
+			if err != nil {
+				return
+			}
+			defer ws.CloseNow()
+			_, data, err := ws.Read(r.Context())
+			if err == nil {
+				k.mu.Lock()
+				k.got = append(k.got, "message "+string(data))
+				k.mu.Unlock()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ticket":"caught-ticket","expires_in":30}`)
+	}))
+	t.Cleanup(k.srv.Close)
+	return k
+}
+
+func headerDump(h http.Header) string {
+	var b strings.Builder
+	for k, vs := range h {
+		b.WriteString(k + "=" + strings.Join(vs, ",") + ";")
+	}
+	return b.String()
+}
+
+func (k *catcher) requests() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.got...)
+}
+
+// redirector answers every request with a redirect to target, keeping the
+// path and query, with the given status.
+func redirector(t *testing.T, status int, target string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target+r.URL.RequestURI(), status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func wsOf(u string) string { return "ws" + strings.TrimPrefix(u, "http") }
+
+// TestAttackTable is the client's side of the threat model: one row per
+// attack, with what must happen. The server's rows are in package server.
+func TestAttackTable(t *testing.T) {
+	const canary = "canary-s3cret-credential"
+	type outcome struct {
+		err    error  // errors.Is
+		status int    // an HTTPError with this status
+		stop   string // GaveUpError.Why
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, evil *catcher) (*Client, error)
+		want outcome
+	}{
+		{
+			name: "handshake redirected to another host: no bearer subprotocol, header or first message follows",
+			run: func(t *testing.T, evil *catcher) (*Client, error) {
+				a := redirector(t, http.StatusTemporaryRedirect, evil.srv.URL)
+				return dialOnce(t, wsOf(a.URL)+"/ws", &Options{
+					Auth:   &SubprotocolAuth{Tokens: StaticToken(canary), Subprotocol: "chat.v1"},
+					Header: http.Header{"X-Api-Key": {canary}},
+				})
+			},
+			want: outcome{status: http.StatusTemporaryRedirect, stop: "policy"},
+		},
+		{
+			name: "handshake redirected: the first-message token is never sent",
+			run: func(t *testing.T, evil *catcher) (*Client, error) {
+				a := redirector(t, http.StatusFound, evil.srv.URL)
+				return dialOnce(t, wsOf(a.URL)+"/ws", &Options{Auth: &FirstMessageAuth{Tokens: StaticToken(canary)}})
+			},
+			want: outcome{status: http.StatusFound, stop: "policy"},
+		},
+		{
+			name: "handshake redirected: the query token reaches no one, not even through Referer or the error",
+			run: func(t *testing.T, evil *catcher) (*Client, error) {
+				a := redirector(t, http.StatusMovedPermanently, evil.srv.URL)
+				return dialOnce(t, wsOf(a.URL)+"/ws", &Options{Auth: &QueryAuth{Tokens: StaticToken(canary)}})
+			},
+			want: outcome{status: http.StatusMovedPermanently, stop: "policy"},
+		},
+		{
+			name: "handshake redirected to the same host on another port: no Authorization",
+			run: func(t *testing.T, evil *catcher) (*Client, error) {
+				a := redirector(t, http.StatusTemporaryRedirect, strings.Replace(evil.srv.URL, "127.0.0.1", "localhost", 1))
+				return dialOnce(t, wsOf(a.URL)+"/ws", &Options{Auth: &HeaderAuth{Tokens: StaticToken(canary)}})
+			},
+			want: outcome{status: http.StatusTemporaryRedirect, stop: "policy"},
+		},
+		{
+			name: "ticket endpoint redirected to another origin: the bearer token stays home",
+			run: func(t *testing.T, evil *catcher) (*Client, error) {
+				a := redirector(t, http.StatusTemporaryRedirect, evil.srv.URL)
+				return dialOnce(t, wsOf(evil.srv.URL)+"/ws", &Options{Auth: &TicketAuth{Endpoint: a.URL + "/api/ws-ticket", Tokens: StaticToken(canary)}})
+			},
+			want: outcome{err: ErrRedirect, stop: "policy"},
+		},
+		{
+			name: "login redirected with 307 to another origin: the password is not replayed there",
+			run: func(t *testing.T, evil *catcher) (*Client, error) {
+				a := redirector(t, http.StatusTemporaryRedirect, evil.srv.URL)
+				return dialOnce(t, wsOf(evil.srv.URL)+"/ws", &Options{Auth: &CookieAuth{LoginURL: a.URL + "/api/login",
+					LoginBody: []byte(`{"username":"alice","password":"` + canary + `"}`)}})
+			},
+			want: outcome{err: ErrRedirect, stop: "policy"},
+		},
+		{
+			name: "URL endpoint (Slack style) redirected to another origin",
+			run: func(t *testing.T, evil *catcher) (*Client, error) {
+				a := redirector(t, http.StatusFound, evil.srv.URL)
+				return dialOnce(t, wsOf(evil.srv.URL)+"/ws", &Options{Auth: &TicketURLAuth{Endpoint: a.URL + "/api/apps.connections.open", Tokens: StaticToken(canary)}})
+			},
+			want: outcome{err: ErrRedirect, stop: "policy"},
+		},
+		{
+			name: "a provider's own HTTP client gets the policy too",
+			run: func(t *testing.T, evil *catcher) (*Client, error) {
+				a := redirector(t, http.StatusTemporaryRedirect, evil.srv.URL)
+				return dialOnce(t, wsOf(evil.srv.URL)+"/ws", &Options{Auth: &TicketAuth{Endpoint: a.URL + "/t", Tokens: StaticToken(canary), HTTPClient: &http.Client{}}})
+			},
+			want: outcome{err: ErrRedirect, stop: "policy"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evil := newCatcher(t)
+			c, err := tc.run(t, evil)
+			require.Error(t, err)
+			require.Empty(t, evil.requests(), "the other origin was contacted")
+			if tc.want.err != nil {
+				require.ErrorIs(t, err, tc.want.err)
+			}
+			if tc.want.status != 0 {
+				var he *HTTPError
+				require.ErrorAs(t, err, &he)
+				require.Equal(t, tc.want.status, he.StatusCode)
+				require.NotEmpty(t, he.Location, "the error says where the redirect pointed")
+			}
+			var gu *GaveUpError
+			require.ErrorAs(t, err, &gu)
+			require.Equal(t, tc.want.stop, gu.Why)
+			require.NotContains(t, err.Error(), canary)
+			if c != nil {
+				require.NoError(t, c.Close())
+			}
+		})
+	}
+}
+
+// dialOnce starts a client and waits for it to connect or stop.
+func dialOnce(t *testing.T, u string, o *Options) (*Client, error) {
+	o.MaxAuthFailures, o.Backoff = 2, fast()
+	c, err := New(u, o)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		return c, err
+	}
+	return c, errors.New("connected")
+}
+
+func TestSameOriginRedirectsAreFollowedWithoutReferer(t *testing.T) {
+	var referers []string
+	var mu sync.Mutex
+	env := newServer(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		referers = append(referers, r.Header.Get("Referer"))
+		mu.Unlock()
+		if r.URL.Path == "/old" {
+			http.Redirect(w, r, "/new?ticket-hint=x", http.StatusTemporaryRedirect)
+			return
+		}
+		// The same origin's new endpoint passes the call on to the real
+		// ticket endpoint.
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, env.TicketURL(), nil)
+		req.Header.Set("Authorization", r.Header.Get("Authorization"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(srv.Close)
+	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: srv.URL + "/old?x=1", Tokens: env.TokenSource("alice", time.Hour)}})
+	require.Equal(t, "alice ticket", ask(t, c, "whoami"))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"", ""}, referers, "followed once, and no Referer on either request")
+}
+
+func TestRedirectPolicy(t *testing.T) {
+	u := func(s string) *http.Request {
+		p, err := url.Parse(s)
+		require.NoError(t, err)
+		return &http.Request{URL: p, Header: http.Header{"Referer": {s}}}
+	}
+	first := u("https://api.example.com/ticket?token=x")
+	for _, tc := range []struct {
+		to string
+		ok bool
+	}{
+		{"https://api.example.com/v2/ticket", true},
+		{"https://API.example.com:443/v2", true},
+		{"http://api.example.com/v2", false},
+		{"https://api.example.com:8443/v2", false},
+		{"https://evil.example/v2", false},
+		{"https://api.example.com.evil.example/v2", false},
+	} {
+		req := u(tc.to)
+		err := RedirectPolicy(req, []*http.Request{first})
+		if tc.ok {
+			require.NoError(t, err, tc.to)
+			require.Empty(t, req.Header.Get("Referer"), "no Referer on a followed redirect")
+		} else {
+			require.ErrorIs(t, err, ErrRedirect, tc.to)
+		}
+	}
+	many := make([]*http.Request, maxRedirects+1)
+	for i := range many {
+		many[i] = first
+	}
+	require.ErrorIs(t, RedirectPolicy(u("https://api.example.com/x"), many), ErrRedirect)
+}
