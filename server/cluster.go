@@ -81,9 +81,11 @@ type ClusterEvent struct {
 // Unrevoke and a logout on one instance take effect on all. Each Server needs its own
 // Cluster value. Implementations must be safe for concurrent use.
 type Cluster interface {
-	// Publish hands an event made on this instance to the other instances. The server has
-	// already applied it locally. An error (wrapping ErrStoreUnavailable when the backend is
-	// down) is logged; the implementation should deliver the event once it can.
+	// Publish hands an event made on this instance to the other instances; the server
+	// applies it locally once Publish has returned, so that a ClusterSync read before the
+	// publish cannot undo it. An error (wrapping ErrStoreUnavailable when the backend is
+	// down) is logged and the event applied locally all the same; the implementation
+	// should deliver it once it can.
 	Publish(ctx context.Context, ev ClusterEvent) error
 	// Subscribe starts delivering the events of the other instances to apply, one at a time,
 	// and returns stop, which ends the delivery and returns once apply has returned for the

@@ -36,16 +36,15 @@ func (s *Server) CloseAll(code websocket.StatusCode, reason string) int {
 // With Config.Cluster every instance does the same. It returns how many connections it
 // closed on this instance.
 func (s *Server) Revoke(subject string) int {
-	n := s.revokeLocal(subject)
 	s.publish(ClusterEvent{Kind: ClusterRevoke, Subject: subject})
-	return n
+	return s.revokeLocal(subject)
 }
 
 // Unrevoke lifts Revoke, on every instance with Config.Cluster: the subject's credentials
 // are accepted again.
 func (s *Server) Unrevoke(subject string) {
-	s.unrevokeLocal(subject)
 	s.publish(ClusterEvent{Kind: ClusterUnrevoke, Subject: subject})
+	s.unrevokeLocal(subject)
 }
 
 // ExpireSessions makes the sessions of subject ("" for everyone) expire now: their
