@@ -246,9 +246,11 @@ func (s *Server) stop(save bool) error {
 	}
 	s.proc = nil
 	if save {
-		c := redis.NewClient(s.Options())
+		opt := s.Options()
+		// SHUTDOWN's connection just closes; go-redis would retry the command.
+		opt.MaxRetries, opt.DialerRetries = -1, 1
+		c := redis.NewClient(opt)
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		// SHUTDOWN answers nothing: the connection just closes.
 		_ = c.ShutdownSave(ctx).Err()
 		cancel()
 		_ = c.Close()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsauth/wsauth/internal/redistest"
@@ -41,9 +42,19 @@ func newDeployment(t *testing.T) *deployment {
 	return &deployment{rs: redistest.Start(t), issuer: issuer}
 }
 
-// store returns a Store on a client of its own, closed when the test ends.
+// client returns a client as ParseURL configures it, closed when the test ends.
+func (d *deployment) client(t *testing.T) *redis.Client {
+	t.Helper()
+	opt, err := ParseURL(d.rs.URL())
+	require.NoError(t, err)
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// store returns a Store on a client of its own.
 func (d *deployment) store(t *testing.T) *Store {
-	return New(d.rs.Client(t), nil)
+	return New(d.client(t), nil)
 }
 
 // token mints a one-hour token for subject.
