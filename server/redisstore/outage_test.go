@@ -145,3 +145,22 @@ func drain(ch chan struct{}) {
 		}
 	}
 }
+
+// TestStartWhileRedisDown: an instance starts without Redis, serves what needs none, and
+// catches up (the revocation list included) once Redis is there.
+func TestStartWhileRedisDown(t *testing.T) {
+	d := newDeployment(t)
+	admin := d.store(t)
+	require.NoError(t, admin.Revoke(ctxT(t), "mallory"))
+	d.rs.Stop(t)
+	a := d.instance(t)
+	alice := d.token(t, "alice")
+	echo(t, authed(t, a.wsURL(""), headerOpts(alice)), "up without Redis")
+	resp, _ := a.ticketResp(t, alice)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+
+	d.rs.Restart(t)
+	a.waitSynced(t)
+	refusedStatus(t, a.wsURL(""), headerOpts(d.token(t, "mallory")), http.StatusUnauthorized)
+	echo(t, authed(t, a.wsURL("?ticket="+a.ticket(t, alice)), nil), "tickets work once Redis is back")
+}
