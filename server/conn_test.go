@@ -274,23 +274,6 @@ func TestHandlerPanicClosesConnection(t *testing.T) {
 	require.Equal(t, websocket.StatusInternalError, expectClose(t, c).Code)
 }
 
-// blockingTicketStore never answers until its context ends: a store that hangs.
-type blockingTicketStore struct{ MemoryTicketStore }
-
-func (b *blockingTicketStore) Consume(ctx context.Context, ticket string) (TicketData, error) {
-	<-ctx.Done()
-	return TicketData{}, ctx.Err()
-}
-
-func TestHangingStoreHitsAuthTimeout(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		c.TicketStore = &blockingTicketStore{}
-		c.AuthTimeout = 200 * time.Millisecond
-	})
-	requireRefused(t, e.mustDial(t, e.wsURL("?ticket=whatever"), nil), websocket.StatusPolicyViolation, ReasonAuthTimeout)
-	require.Zero(t, e.calls.Load())
-}
-
 // TestPongFollowsTheAnswers checks the ordering a rotating client relies
 // on: a handler that answers each message before reading the next has its
 // answers on the wire before the pong to a ping sent after the messages.

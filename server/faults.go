@@ -33,20 +33,18 @@ func (s *Server) CloseAll(code websocket.StatusCode, reason string) int {
 
 // Revoke closes the live connections of subject with 1008 "Revoked" and refuses its
 // credentials (tokens, tickets, cookie sessions, refreshes, password logins) until Unrevoke.
-// It returns how many connections it closed.
+// With Config.Cluster every instance does the same. It returns how many connections it
+// closed on this instance.
 func (s *Server) Revoke(subject string) int {
-	s.mu.Lock()
-	s.revoked[subject] = true
-	conns := s.snapshotLocked(func(c *Conn) bool { return c.isAuthenticated() && c.Principal().Subject == subject })
-	s.mu.Unlock()
-	return shutdownAll(conns, websocket.StatusPolicyViolation, ReasonRevoked)
+	s.publish(ClusterEvent{Kind: ClusterRevoke, Subject: subject})
+	return s.revokeLocal(subject)
 }
 
-// Unrevoke lifts Revoke: the subject's credentials are accepted again.
+// Unrevoke lifts Revoke, on every instance with Config.Cluster: the subject's credentials
+// are accepted again.
 func (s *Server) Unrevoke(subject string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.revoked, subject)
+	s.publish(ClusterEvent{Kind: ClusterUnrevoke, Subject: subject})
+	s.unrevokeLocal(subject)
 }
 
 // ExpireSessions makes the sessions of subject ("" for everyone) expire now: their
@@ -59,14 +57,12 @@ func (s *Server) ExpireSessions(subject string) int {
 }
 
 // closeSession closes the connections authenticated by cookie session id with 1008
-// "Logged out".
+// "Logged out", on every instance with Config.Cluster.
 func (s *Server) closeSession(id string) int {
-	conns := s.snapshot(func(c *Conn) bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.sessionID != "" && c.sessionID == id
-	})
-	return shutdownAll(conns, websocket.StatusPolicyViolation, ReasonLoggedOut)
+	h := SecretHash(id)
+	n := s.closeSessionHash(h)
+	s.publish(ClusterEvent{Kind: ClusterEndSession, Session: h})
+	return n
 }
 
 func shutdownAll(conns []*Conn, code websocket.StatusCode, reason string) int {

@@ -19,6 +19,8 @@ type credential struct {
 	value  string
 	// releasePreAuth gives back the pre-auth slot of a first-message handshake.
 	releasePreAuth func()
+	// stored is the store's answer for a ticket or cookie, asked before the upgrade.
+	stored storedCredential
 }
 
 // serveWS runs a WebSocket handshake through the checks of docs/protocol.md, in order: rate
@@ -83,6 +85,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		release := sync.OnceFunc(func() { s.preAuth.release(ip) })
 		defer release()
 		cred.releasePreAuth = release
+	case MethodTicket, MethodCookie:
+		if !s.lookupStored(w, r, &cred, ev) {
+			return
+		}
 	}
 
 	closeAlls := s.closeAllCount()
@@ -160,7 +166,7 @@ func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev Auth
 	case MethodHeader, MethodSubprotocol:
 		credExpiry, ttl = id.Expiry, id.SessionTTL
 	case MethodTicket:
-		d, err := s.cfg.TicketStore.Consume(c.ctx, cred.value)
+		d, err := cred.stored.ticket, cred.stored.err
 		if err != nil {
 			detail := "ticket unknown, used or expired"
 			if !errors.Is(err, ErrTicketInvalid) {
@@ -178,7 +184,7 @@ func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev Auth
 		}
 		credExpiry, ttl = id.Expiry, id.SessionTTL
 	case MethodCookie:
-		d, err := s.cfg.SessionStore.Get(c.ctx, cred.value)
+		d, err := cred.stored.session, cred.stored.err
 		if err != nil {
 			detail := "no such session"
 			if !errors.Is(err, ErrNoSession) {

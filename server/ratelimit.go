@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"math"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ type ipLimiter struct {
 	// idle is how long a bucket must be unused before it is full again, at which point
 	// forgetting it changes nothing.
 	idle time.Duration
+	// shared, when set (Config.Limits), keeps the buckets outside the process instead.
+	shared RateLimiter
 
 	mu        sync.Mutex
 	buckets   map[string]*bucket
@@ -49,6 +52,9 @@ func newIPLimiter(perSecond float64, burst int) *ipLimiter {
 func (l *ipLimiter) allow(ip string) (bool, time.Duration) {
 	if l.limit == rate.Inf {
 		return true, 0
+	}
+	if l.shared != nil {
+		return l.shared.Allow(context.Background(), ip)
 	}
 	now := time.Now()
 	l.mu.Lock()

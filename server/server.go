@@ -189,6 +189,13 @@ type Config struct {
 	// Default 16; negative disables the cap.
 	MaxPreAuthPerIP int
 
+	// Cluster carries revocations (Revoke, Unrevoke, logouts) to the other instances of a
+	// deployment and theirs to this one; see cluster.go. Default nil: a single instance.
+	Cluster Cluster
+	// Limits keeps the per-IP rate limits of handshakes, tickets, logins and tokens, shared
+	// with the other instances. Default nil: each instance has its own buckets.
+	Limits Limits
+
 	// TestControls mounts the fault hooks under ControlPrefix. Default false. Never enable it
 	// on a server reachable by anyone but the tests.
 	TestControls bool
@@ -371,6 +378,8 @@ type Server struct {
 	// wg counts the goroutines serving WebSocket handshakes and connections; Close waits for
 	// it. Add happens under mu while !closed, so no Add can race with Close's Wait.
 	wg sync.WaitGroup
+	// leaveCluster stops the Config.Cluster subscription; nil without one.
+	leaveCluster func()
 }
 
 type closeFrame struct {
@@ -445,6 +454,9 @@ func New(cfg Config) (*Server, error) {
 	for _, m := range cfg.Methods {
 		s.methods[m] = true
 	}
+	if err := s.joinCluster(); err != nil {
+		return nil, err
+	}
 	s.acceptOpts = websocket.AcceptOptions{
 		Subprotocols:    slices.Clone(cfg.Subprotocols),
 		OriginPatterns:  origins.acceptPatterns(),
@@ -479,6 +491,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // does not track hijacked connections. Later handshakes get 503. Close is idempotent and
 // always returns nil.
 func (s *Server) Close() error {
+	if s.leaveCluster != nil {
+		s.leaveCluster()
+	}
 	s.mu.Lock()
 	s.closed = true
 	conns := s.snapshotLocked(func(*Conn) bool { return true })

@@ -162,7 +162,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	id, err := s.cfg.SessionStore.Create(r.Context(), SessionData{Subject: subject, Created: now, Expires: now.Add(s.cfg.LoginTTL)})
 	if err != nil {
-		s.refuseHTTP(w, ev, http.StatusInternalServerError, 0, "session store failed")
+		s.refuseStore(w, ev, err, "session store failed")
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -208,7 +208,7 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
 	if ck, err := r.Cookie(s.cfg.CookieName); err == nil && ck.Value != "" {
 		if err := s.cfg.SessionStore.Delete(r.Context(), ck.Value); err != nil {
 			s.log.Warn("session store delete failed", "path", r.URL.Path, "remote", r.RemoteAddr)
-			http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+			writeStoreError(w, err)
 			return
 		}
 		s.closeSession(ck.Value)

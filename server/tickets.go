@@ -132,7 +132,7 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) {
 	data := TicketData{Subject: id.Subject, TokenExpiry: id.Expiry, IssuedAt: now, SessionTTL: id.SessionTTL}
 	if err := s.cfg.TicketStore.Put(r.Context(), ticket, data, s.cfg.TicketTTL); err != nil {
 		// The store's error may quote the key, which is the ticket: do not log it.
-		s.refuseHTTP(w, ev, http.StatusInternalServerError, 0, "ticket store failed")
+		s.refuseStore(w, ev, err, "ticket store failed")
 		return
 	}
 	s.stats.ticketsIssued.Add(1)

@@ -1,0 +1,28 @@
+package redisstore
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseURL(t *testing.T) {
+	opt, err := ParseURL("redis://:hunter2@127.0.0.1:6379/3")
+	require.NoError(t, err)
+	require.True(t, opt.ContextTimeoutEnabled)
+	require.Equal(t, 1, opt.MaxRetries)
+	require.Equal(t, 1, opt.DialerRetries)
+	require.Equal(t, 3, opt.DB)
+	require.Equal(t, "hunter2", opt.Password)
+
+	opt, err = ParseURL("unix:///run/redis.sock?max_retries=5")
+	require.NoError(t, err)
+	require.Equal(t, "unix", opt.Network)
+	require.Equal(t, 5, opt.MaxRetries, "the URL's own setting wins")
+
+	for _, bad := range []string{"redis://:hunter2@host:port-is-not-a-number", "http://:hunter2@host/", "redis://:hunter2@[::1/"} {
+		_, err = ParseURL(bad)
+		require.Error(t, err, bad)
+		require.NotContains(t, err.Error(), "hunter2", "an error never quotes the password")
+	}
+}
