@@ -170,8 +170,9 @@ type Options struct {
 	// RefreshTimeout bounds the wait for the refresh answer; it is cut
 	// shorter when the session would expire first. Default 10s.
 	RefreshTimeout time.Duration
-	// DrainTimeout bounds how long a rotation waits for the old
-	// connection's last messages. Default 5s.
+	// DrainTimeout bounds how long a connection the client closes on
+	// purpose (a rotation, a reconnect ahead of expiry) waits for the
+	// server's last messages on it. Default 5s.
 	DrainTimeout time.Duration
 
 	// OnEvent receives every state change, in order, on a goroutine of its

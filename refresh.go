@@ -130,7 +130,7 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 					timer.Reset(max(c.bo.NextBackOff(), 100*time.Millisecond))
 				}
 			case RenewReconnect:
-				pc.shutdown(StatusNormalClosure, "session expiring")
+				c.retire(pc, "session expiring")
 				e := pc.ending(since)
 				e.renew = true
 				return e
@@ -145,7 +145,7 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 					// The dead or ctx case ends the loop.
 				default:
 					c.emit(Event{Kind: EventRefreshFailed, Err: err})
-					pc.shutdown(StatusNormalClosure, "refresh failed")
+					c.retire(pc, "refresh failed")
 					e := pc.ending(since)
 					e.Err, e.renew = err, true
 					return e
@@ -312,11 +312,21 @@ func (c *Client) rotate(old *physConn, attempt int) (*physConn, error) {
 	}
 	old.stopWriter()
 	at := c.goLive(nw)
-	dctx, cancel := context.WithTimeout(c.ctx, c.o.DrainTimeout)
-	_ = old.ws.Ping(dctx)
-	cancel()
-	old.shutdown(StatusNormalClosure, "rotated")
+	c.retire(old, "rotated")
 	nw.openGate()
 	c.emit(Event{Kind: EventRotated, Time: at, Attempt: attempt, Expiry: nw.expiry, Subprotocol: nw.ws.Subprotocol(), Verdict: nw.verdict})
 	return nw, nil
+}
+
+// retire closes a connection the client is done with on purpose (a
+// rotation, a reconnect ahead of expiry, a failed refresh) without losing
+// what the server still had to say: it stops sends to it, then waits, up
+// to DrainTimeout, for the pong to a ping, which comes after the server's
+// answers to everything sent before it, and closes with 1000.
+func (c *Client) retire(pc *physConn, reason string) {
+	pc.stopWriter()
+	dctx, cancel := context.WithTimeout(c.ctx, c.o.DrainTimeout)
+	_ = pc.ws.Ping(dctx)
+	cancel()
+	pc.shutdown(StatusNormalClosure, reason)
 }

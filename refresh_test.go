@@ -293,6 +293,24 @@ func TestRotationUnderSteadyTraffic(t *testing.T) {
 	require.LessOrEqual(t, c.maxLive.Load(), int32(2), "two connections only during the switch")
 }
 
+func TestReconnectAheadOfExpiryUnderSteadyTrafficLosesNothing(t *testing.T) {
+	t.Parallel()
+	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = 2 * time.Second }))
+	rec := newRecorder()
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent: rec.on, Renewal: RenewReconnect})
+	s := startStream(t, c, 5*time.Millisecond)
+	rec.waitFor(t, 3, kind(EventConnected))
+	s.finish(t, rec)
+	t.Logf("%d messages each way across %d planned reconnects", s.got.Load(), rec.count(EventReconnecting))
+	for _, e := range rec.all() {
+		if e.Kind == EventReconnecting {
+			require.Equal(t, ActionReauth, e.Action, "planned: %v", e)
+			require.Zero(t, e.Code, "the client closed, not the server: %v", e)
+		}
+	}
+}
+
 func TestGoingAwayNoticeRotates(t *testing.T) {
 	t.Parallel()
 	env := newServer(t)
