@@ -319,6 +319,9 @@ type CookieAuth struct {
 
 	mu   sync.Mutex
 	last string // cookie header offered last
+	// expires holds when the cookies the login set run out, by value, as
+	// their Max-Age or Expires said: the jar keeps that to itself.
+	expires map[string]time.Time
 }
 
 // Prepare implements Authenticator.
@@ -358,9 +361,13 @@ func (a *CookieAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	case hs.Header.Get("Origin") == "":
 		hs.Header.Set("Origin", originOf(hs.URL))
 	}
-	// A jar does not say when its cookies expire; the server's auth_ok,
-	// expiry notices and close at expiry cover this pattern.
-	return Proof{Provisional: true}, nil
+	// A jar does not say when its cookies expire; what the login said, the
+	// server's auth_ok, expiry notices and its close at expiry cover that.
+	var exp time.Time
+	for _, c := range cookies {
+		exp = earliest(exp, a.expires[c.Value])
+	}
+	return Proof{Provisional: true, Expiry: exp}, nil
 }
 
 func (a *CookieAuth) login(ctx context.Context, hs *Handshake) error {
@@ -387,6 +394,17 @@ func (a *CookieAuth) login(ctx context.Context, hs *Handshake) error {
 		return httpErrorFrom("login", resp, hs.red)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	a.expires = map[string]time.Time{}
+	now := time.Now()
+	for _, c := range resp.Cookies() {
+		hs.AddSecret(c.Value)
+		switch {
+		case c.MaxAge > 0:
+			a.expires[c.Value] = now.Add(time.Duration(c.MaxAge) * time.Second)
+		case !c.Expires.IsZero() && c.Expires.After(now):
+			a.expires[c.Value] = c.Expires
+		}
+	}
 	return nil
 }
 

@@ -138,6 +138,10 @@ func DefaultClassify(e Ending) Action {
 		return ActionStop
 	case e.Code == StatusPolicyViolation:
 		return ActionReauth
+	case e.Phase == PhaseAuth && e.Code == StatusNormalClosure:
+		// A server that ends the connection before its verdict refused it
+		// (gqlgen closes 1000 when its init function says no).
+		return ActionReauth
 	case e.HTTPStatus == http.StatusUnauthorized || e.HTTPStatus == http.StatusForbidden:
 		return ActionReauth
 	case errors.Is(e.Err, ErrCredentialRejected), errors.Is(e.Err, ErrNoCredential):

@@ -414,3 +414,19 @@ func (s *staticSource) calls() int {
 	defer s.mu.Unlock()
 	return s.n
 }
+
+func TestCookieLoginTellsTheSessionsExpiry(t *testing.T) {
+	login := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "session", Value: "s3ssion-value", Path: "/", MaxAge: 120})
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(login.Close)
+	u, err := url.Parse(wsOf(login.URL) + "/ws")
+	require.NoError(t, err)
+	a := &CookieAuth{LoginURL: login.URL + "/login", LoginBody: []byte(`{"username":"u","password":"p4ssword"}`)}
+	hs := &Handshake{URL: u, Header: http.Header{}, HTTPClient: http.DefaultClient, red: &redactor{}}
+	proof, err := a.Prepare(testCtx(t), ReasonInitial, hs)
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(2*time.Minute), proof.Expiry, 10*time.Second, "Max-Age of the login's cookie")
+	require.Equal(t, "REDACTED", hs.red.String("s3ssion-value"), "the cookie is a secret")
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -70,19 +69,12 @@ func reconnectingWithStatus(status int) func(event) bool {
 }
 
 // verdictOf is the rule that decided an EventConnected: "handshake",
-// "explicit", "first-message" or "window", and "" when the client does not
-// report one. It reads a field named Verdict by reflection so that this
-// module compiles before wsauth.Event has it; once it does, this is
-// e.Verdict.String().
+// "explicit", "first-message" or "window", and "" when there is none.
 func verdictOf(e wsauth.Event) string {
-	f := reflect.ValueOf(e).FieldByName("Verdict")
-	if !f.IsValid() {
+	if e.Verdict == wsauth.VerdictPending {
 		return ""
 	}
-	if s, ok := f.Interface().(fmt.Stringer); ok {
-		return s.String()
-	}
-	return fmt.Sprint(f.Interface())
+	return e.Verdict.String()
 }
 
 func libEvent(e wsauth.Event) event {

@@ -100,9 +100,6 @@ func (p *idp) mint(sub string, ttl time.Duration) string {
 	return p.sign(p.key, sub, wholeSecondAfter(time.Now().Add(ttl)))
 }
 
-// expired returns a token for sub that expired a minute ago.
-func (p *idp) expired(sub string) string { return p.sign(p.key, sub, time.Now().Add(-time.Minute)) }
-
 // forged returns a well-formed token for sub signed with another key.
 func (p *idp) forged(sub string) string {
 	return p.sign([]byte(randomString()), sub, time.Now().Add(time.Hour))
