@@ -81,11 +81,11 @@ type Handshake struct {
 
 // AddSecret registers credential strings the provider puts on the wire, so
 // that the client scrubs them from every error, event and log line.
-func (h *Handshake) AddSecret(s ...string) { h.red.addSecret(s...) }
+func (h *Handshake) AddSecret(s ...string) { h.red.Add(s...) }
 
 // AddSecretParam registers a query parameter whose value is a credential;
 // its value is shown as REDACTED wherever the client prints the URL.
-func (h *Handshake) AddSecretParam(name ...string) { h.red.addParam(name...) }
+func (h *Handshake) AddSecretParam(name ...string) { h.red.AddParam(name...) }
 
 // Proof is what a provider hands back for one connection attempt.
 type Proof struct {
@@ -387,7 +387,7 @@ func (a *CookieAuth) login(ctx context.Context, hs *Handshake) error {
 	hc.Jar = a.Jar
 	resp, err := hc.Do(req)
 	if err != nil {
-		return hs.red.Error(err)
+		return scrubError(hs.red, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -436,12 +436,14 @@ func cookieHeader(cs []*http.Cookie) string {
 func httpErrorFrom(op string, resp *http.Response, red *redactor) *HTTPError {
 	var body []byte
 	if resp.Body != nil {
-		body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		// Read well past what is kept: secrets are scrubbed before the cut,
+		// so that none is left behind cut in half.
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, maxReadErrorBody))
 	}
 	he := &HTTPError{
 		Op:         op,
 		StatusCode: resp.StatusCode,
-		Body:       red.String(strings.ToValidUTF8(string(body), "?")),
+		Body:       red.Cut(string(body), maxErrorBody),
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	}
 	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
@@ -453,8 +455,12 @@ func httpErrorFrom(op string, resp *http.Response, red *redactor) *HTTPError {
 	return he
 }
 
-// maxErrorBody bounds how much of a refusal's body is kept.
-const maxErrorBody = 512
+// maxErrorBody bounds how much of a refusal's body is kept, and
+// maxReadErrorBody how much is read to scrub it.
+const (
+	maxErrorBody     = 512
+	maxReadErrorBody = 64 << 10
+)
 
 func setQuery(u *url.URL, name, value string) {
 	q := u.Query()

@@ -253,7 +253,8 @@ func Dial(ctx context.Context, rawURL string, opts *Options) (*Client, error) {
 func New(rawURL string, opts *Options) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("wsauth: bad URL: %w", err)
+		// url.Parse quotes its input, which may hold a token.
+		return nil, errors.New("wsauth: the URL does not parse")
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "ws", "wss", "http", "https":

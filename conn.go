@@ -169,7 +169,7 @@ func (pc *physConn) writeQueued(typ MessageType, data []byte) error {
 	pc.writeTimer.Stop()
 	if err != nil {
 		pc.fail(err)
-		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, pc.red.Error(err))
+		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, scrubError(pc.red, err))
 	}
 	return nil
 }
@@ -314,7 +314,7 @@ func (pc *physConn) ending(since time.Time) Ending {
 		e.Code, e.Reason = code, pc.red.String(closeReason(err))
 		e.Err = &CloseError{Code: e.Code, Reason: e.Reason}
 	} else {
-		e.Err = pc.red.Error(err)
+		e.Err = scrubError(pc.red, err)
 	}
 	if pc.lateRefusal(e, now) {
 		e.Phase = PhaseAuth
@@ -358,7 +358,7 @@ func (s *Session) Send(ctx context.Context, typ MessageType, data []byte) error 
 	defer cancel()
 	if err := s.pc.ws.Write(wctx, typ, data); err != nil {
 		s.pc.fail(err)
-		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, s.pc.red.Error(err))
+		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, scrubError(s.pc.red, err))
 	}
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 // exchange. On failure the Ending says how far it got.
 func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating bool) (*physConn, Ending) {
 	red := &redactor{}
+	// A token the user wrote into the URL is as secret as the provider's.
+	red.AddURL(c.url)
 	hs := &Handshake{
 		URL:           cloneURL(c.url),
 		Header:        c.o.Header.Clone(),
@@ -34,7 +36,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 		var err error
 		proof, err = c.auth.Prepare(dctx, why, hs)
 		if err != nil {
-			return nil, c.failed(ctx, PhaseCredentials, red.Error(err))
+			return nil, c.failed(ctx, PhaseCredentials, scrubError(red, err))
 		}
 		if err := checkTransport(hs.URL, c.o.AllowInsecure); err != nil {
 			return nil, c.failed(ctx, PhaseCredentials, err)
@@ -79,7 +81,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 		if ctx.Err() == nil && actx.Err() != nil {
 			err = fmt.Errorf("wsauth: no verdict within the auth timeout (%s): %w", c.o.AuthTimeout, actx.Err())
 		}
-		return nil, c.failed(ctx, PhaseAuth, red.Error(err))
+		return nil, c.failed(ctx, PhaseAuth, scrubError(red, err))
 	}
 
 	// Without a verdict of the dialect's own, a credential the server can
@@ -185,9 +187,9 @@ func (c *Client) failed(ctx context.Context, phase Phase, err error) Ending {
 func dialError(red *redactor, u *url.URL, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), red.Error(ue.Err))
+		return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), scrubError(red, ue.Err))
 	}
-	return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), red.Error(err))
+	return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), scrubError(red, err))
 }
 
 func cloneURL(u *url.URL) *url.URL {

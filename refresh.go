@@ -197,7 +197,7 @@ func (c *Client) onConnect(pc *physConn, attempt int, why Reason, rotated bool) 
 		return nil
 	}
 	if err := c.o.OnConnect(pc.ctx, &Session{pc: pc, Attempt: attempt, Reason: why, Rotated: rotated}); err != nil {
-		return fmt.Errorf("wsauth: OnConnect: %w", pc.red.Error(err))
+		return fmt.Errorf("wsauth: OnConnect: %w", scrubError(pc.red, err))
 	}
 	return nil
 }
@@ -232,12 +232,12 @@ func (c *Client) refresh(pc *physConn) (time.Time, error) {
 	}
 	tok, err := c.tokens.tokenAfter(ctx, pc.expiry)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("wsauth: refresh: %w", pc.red.Error(err))
+		return time.Time{}, fmt.Errorf("wsauth: refresh: %w", scrubError(pc.red, err))
 	}
-	pc.red.addSecret(tok.AccessToken)
+	pc.red.Add(tok.AccessToken)
 	msg, err := c.dialect.RefreshMessage(tok.AccessToken)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("wsauth: refresh: %w", pc.red.Error(err))
+		return time.Time{}, fmt.Errorf("wsauth: refresh: %w", scrubError(pc.red, err))
 	}
 	// Drop answers to an earlier refresh that came too late to count.
 	for len(pc.control) > 0 {

@@ -2,8 +2,11 @@ package wsauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,7 +17,11 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wsauth/wsauth/internal/redact"
 )
+
+var redactForms = redact.Forms
 
 // catcher is a server of another origin that records everything that
 // reaches it: a redirect must never bring it a credential.
@@ -264,4 +271,91 @@ func TestRedirectPolicy(t *testing.T) {
 		many[i] = first
 	}
 	require.ErrorIs(t, RedirectPolicy(u("https://api.example.com/x"), many), ErrRedirect)
+}
+
+// echoingRefuser refuses every handshake with 401 and a body that quotes
+// back what it was sent, the way careless servers do.
+func echoingRefuser(t *testing.T, pad int) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		b, _ := json.Marshal(map[string]string{
+			"a_pad": strings.Repeat("x", pad),
+			"error": "bad credentials: " + r.URL.RawQuery + " " + r.Header.Get("Authorization"),
+			"token": r.URL.Query().Get("token") + r.URL.Query().Get("access_token") + r.URL.Query().Get("api_key"),
+		})
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestSecretsNeverReachErrorsEventsOrLogs(t *testing.T) {
+	const canary = `canary<t0k3n>"quoted"&more-0123456789`
+	refused := func() string { // a port nothing listens on
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := l.Addr().String()
+		l.Close()
+		return "ws://" + addr + "/ws"
+	}
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+		auth Authenticator
+	}{
+		{"a token written into the URL, no provider, refused port", func(t *testing.T) string {
+			return refused() + "?token=" + url.QueryEscape(canary)
+		}, nil},
+		{"access_token in the URL beside QueryAuth", func(t *testing.T) string {
+			return refused() + "?access_token=" + url.QueryEscape(canary)
+		}, &QueryAuth{Tokens: StaticToken("provider-token-42")}},
+		{"api_key in the URL, echoed back by the server", func(t *testing.T) string {
+			return wsOf(echoingRefuser(t, 0).URL) + "/ws?api_key=" + url.QueryEscape(canary)
+		}, nil},
+		{"the query token echoed JSON-escaped", func(t *testing.T) string {
+			return wsOf(echoingRefuser(t, 0).URL) + "/ws"
+		}, &QueryAuth{Tokens: StaticToken(canary)}},
+		{"the token straddling the 512-byte cut of the body", func(t *testing.T) string {
+			return wsOf(echoingRefuser(t, 460).URL) + "/ws"
+		}, &QueryAuth{Tokens: StaticToken(canary)}},
+		{"the header token echoed", func(t *testing.T) string {
+			return wsOf(echoingRefuser(t, 0).URL) + "/ws"
+		}, &HeaderAuth{Tokens: StaticToken(canary)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newRecorder()
+			logs := &syncBuffer{}
+			c, err := New(tc.url(t), &Options{Auth: tc.auth, OnEvent: rec.on, Logger: debugLogger(logs),
+				MaxAuthFailures: 2, Backoff: fast(), Classify: func(e Ending) Action {
+					if e.Phase != PhaseConnected {
+						return ActionStop // one attempt is enough to see what it prints
+					}
+					return ActionDefault
+				}})
+			require.NoError(t, err)
+			waitDone(t, c)
+			require.NoError(t, c.Close())
+			require.Error(t, c.Err())
+			var out []string
+			out = append(out, c.Err().Error(), fmt.Sprintf("%+v", c.Err()), logs.String())
+			for _, e := range rec.all() {
+				out = append(out, e.String())
+			}
+			var he *HTTPError
+			if errors.As(c.Err(), &he) {
+				out = append(out, he.Body, he.Location)
+				require.LessOrEqual(t, len(he.Body), maxErrorBody)
+			}
+			for _, s := range out {
+				for _, form := range redactForms(canary) {
+					require.NotContains(t, s, form)
+				}
+				// No tail or head of the secret survives a cut either.
+				require.NotContains(t, s, "canary")
+				require.NotContains(t, s, "t0k3n")
+				require.NotContains(t, s, "0123456789")
+			}
+		})
+	}
 }

@@ -255,7 +255,7 @@ func (s *tokenState) postBearer(ctx context.Context, hs *Handshake, hc *http.Cli
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, hs.red.Error(err)
+		return nil, scrubError(hs.red, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -267,7 +267,7 @@ func (s *tokenState) postBearer(ctx context.Context, hs *Handshake, hc *http.Cli
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTicketBody))
 	if err != nil {
-		return nil, hs.red.Error(fmt.Errorf("wsauth: reading the ticket endpoint's answer: %w", err))
+		return nil, scrubError(hs.red, fmt.Errorf("wsauth: reading the ticket endpoint's answer: %w", err))
 	}
 	return body, nil
 }

@@ -181,7 +181,7 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	c.fetches.Add(1)
 	tok, err := c.src(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("wsauth: token source: %w", tokenEndpointError(err))
+		return nil, fmt.Errorf("wsauth: token source: %w", tokenEndpointError(err, c.tok))
 	}
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("wsauth: token source returned an empty token")
@@ -254,19 +254,23 @@ func digest(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 // tokenEndpointError turns an OAuth 2.0 token endpoint's refusal into an
 // HTTPError, so that the reconnect policy treats a bad client secret (401)
 // as a rejected credential and a busy endpoint (429, 503) as "try later".
-func tokenEndpointError(err error) error {
+func tokenEndpointError(err error, known *oauth2.Token) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) || re.Response == nil {
 		return err
 	}
+	var red redactor
+	if known != nil {
+		red.Add(known.AccessToken, known.RefreshToken)
+	}
 	body := re.Body
-	if len(body) > maxErrorBody {
-		body = body[:maxErrorBody]
+	if len(body) > maxReadErrorBody {
+		body = body[:maxReadErrorBody]
 	}
 	return &HTTPError{
 		Op:         "token",
 		StatusCode: re.Response.StatusCode,
-		Body:       strings.ToValidUTF8(string(body), "?"),
+		Body:       red.Cut(string(body), maxErrorBody),
 		RetryAfter: parseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()),
 	}
 }

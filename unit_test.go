@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -21,38 +20,26 @@ import (
 	"golang.org/x/oauth2"
 )
 
-func TestRedactorScrubsURLAndErrors(t *testing.T) {
+func TestScrubErrorKeepsTheClientsTypes(t *testing.T) {
 	r := &redactor{}
-	r.addSecret("canary-secret-token")
-	r.addParam("ticket")
-	u, err := url.Parse("ws://127.0.0.1:1/ws?ticket=canary-secret-token&room=lobby")
-	require.NoError(t, err)
-	s := r.URL(u)
-	require.NotContains(t, s, "canary-secret-token")
-	require.Contains(t, s, "room=lobby")
-	require.Contains(t, s, "ticket=REDACTED")
+	r.Add("canary-secret-token")
+	he := &HTTPError{Op: "ticket", StatusCode: 401, Body: "bad token canary-secret-token"}
+	err := scrubError(r, fmt.Errorf("wsauth: %w: %w", ErrCredentialRejected, he))
+	require.NotContains(t, err.Error(), "canary-secret-token")
+	var got *HTTPError
+	require.ErrorAs(t, err, &got, "the policy still sees the status")
+	require.Equal(t, 401, got.StatusCode)
+	require.Equal(t, "bad token REDACTED", got.Body)
+	require.ErrorIs(t, err, ErrCredentialRejected)
 
-	ue := &url.Error{Op: "Get", URL: u.String(), Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}
-	wrapped := fmt.Errorf("failed to WebSocket dial: %w", ue)
-	clean := r.Error(wrapped)
-	require.NotContains(t, clean.Error(), "canary-secret-token")
-	var op *net.OpError
-	require.ErrorAs(t, clean, &op, "the safe cause stays reachable")
-
-	plain := errors.New("server said canary-secret-token is bad")
-	require.Equal(t, "server said REDACTED is bad", r.Error(plain).Error())
-	ctxErr := fmt.Errorf("canary-secret-token: %w", context.DeadlineExceeded)
-	require.ErrorIs(t, r.Error(ctxErr), context.DeadlineExceeded)
+	ce := scrubError(r, &CloseError{Code: 1008, Reason: "canary-secret-token"})
+	var gotCE *CloseError
+	require.ErrorAs(t, ce, &gotCE)
+	require.Equal(t, StatusPolicyViolation, gotCE.Code)
+	require.Equal(t, "REDACTED", gotCE.Reason)
 
 	untouched := errors.New("nothing secret here")
-	require.Same(t, untouched, r.Error(untouched))
-}
-
-func TestSecretNeverPrints(t *testing.T) {
-	s := Secret("canary-secret")
-	for _, out := range []string{s.String(), fmt.Sprint(s), fmt.Sprintf("%v %s %#v", s, s, s), s.LogValue().String()} {
-		require.NotContains(t, out, "canary-secret")
-	}
+	require.Same(t, untouched, scrubError(r, untouched))
 }
 
 type countingSource struct {

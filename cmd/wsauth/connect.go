@@ -24,7 +24,7 @@ func runConnect(ctx context.Context, cfg *connectConfig, s stdio) int {
 	c, err := wsauth.New(cfg.url.String(), clientOptions(cfg, sink))
 	if err != nil {
 		if errors.Is(err, wsauth.ErrInsecureTransport) {
-			err = usagef("%s is neither TLS (wss://) nor loopback: the credential would travel in clear text; use wss:// or --insecure", cfg.url.Redacted())
+			err = usagef("%s is neither TLS (wss://) nor loopback: the credential would travel in clear text; use wss:// or --insecure", cfg.scrub.URL(cfg.url))
 		}
 		return fail(s, "connect", err)
 	}

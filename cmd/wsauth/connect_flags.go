@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -213,19 +214,22 @@ func newConnectConfig(f *connectFlags, args []string, s stdio) (*connectConfig, 
 	}
 	u, err := url.Parse(args[0])
 	if err != nil {
-		return nil, usagef("bad URL: %v", err)
+		// url.Parse quotes its input, which may hold a token.
+		return nil, usagef("the URL does not parse")
 	}
+	// A token written into the URL is a secret like any other.
+	c.scrub.AddURL(u)
 	switch u.Scheme {
 	case "ws", "wss", "http", "https":
 	default:
-		return nil, usagef("URL must start with ws://, wss://, http:// or https://, got %q", args[0])
+		return nil, usagef("URL must start with ws://, wss://, http:// or https://, got %s", c.scrub.URL(u))
 	}
 	if u.Host == "" {
-		return nil, usagef("URL %q has no host", args[0])
+		return nil, usagef("URL %s has no host", c.scrub.URL(u))
 	}
 	c.url = u
 
-	if !containsString(authModes, f.auth) {
+	if !slices.Contains(authModes, f.auth) {
 		return nil, usagef("--auth %q: want one of %s", f.auth, strings.Join(authModes, ", "))
 	}
 	c.auth = f.auth
@@ -363,7 +367,7 @@ func newConnectConfig(f *connectFlags, args []string, s stdio) (*connectConfig, 
 			}
 			for _, v := range obj {
 				if s, ok := v.(string); ok {
-					c.scrub.add(s)
+					c.scrub.Add(s)
 				}
 			}
 			c.loginBody = []byte(body)
@@ -373,7 +377,7 @@ func newConnectConfig(f *connectFlags, args []string, s stdio) (*connectConfig, 
 			if tok == "" {
 				tok = envTok
 			}
-			c.scrub.add(tok)
+			c.scrub.Add(tok)
 			c.loginBody, _ = json.Marshal(map[string]string{"token": tok})
 		case len(chosen) > 0:
 			return nil, usagef("--auth cookie logs in with --login-json, %s, or a fixed --token; %s cannot be used", envLoginJSON, chosen[0])
@@ -398,9 +402,9 @@ func newConnectConfig(f *connectFlags, args []string, s stdio) (*connectConfig, 
 			return nil, usagef("--header %q: want 'Name: value'", h)
 		}
 		if sensitiveHeader(k) {
-			c.scrub.add(v)
+			c.scrub.Add(v)
 			if _, cred, ok := strings.Cut(v, " "); ok {
-				c.scrub.add(strings.TrimSpace(cred))
+				c.scrub.Add(strings.TrimSpace(cred))
 			}
 		}
 		c.header.Add(k, v)

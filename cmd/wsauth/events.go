@@ -1,18 +1,15 @@
 package main
 
 import (
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/wsauth/wsauth"
+	"github.com/wsauth/wsauth/internal/redact"
 )
 
 // The --events formats.
@@ -223,54 +220,8 @@ func (r eventRecord) text() string {
 }
 
 // scrubber replaces the secrets the command knows of (tokens it read,
-// client secrets, login passwords, sensitive headers) in whatever it
-// prints, in the forms they take on the wire too (query-escaped, and
-// base64url as in the subprotocol pattern).
-type scrubber struct {
-	mu      sync.RWMutex
-	secrets []string
-}
-
-// minScrubLen keeps a one-letter "secret" from shredding every message.
-const minScrubLen = 4
-
-func (s *scrubber) add(secrets ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, v := range secrets {
-		if len(v) < minScrubLen {
-			continue
-		}
-		for _, form := range []string{v, url.QueryEscape(v), base64.RawURLEncoding.EncodeToString([]byte(v))} {
-			if !containsString(s.secrets, form) {
-				s.secrets = append(s.secrets, form)
-			}
-		}
-	}
-	// Longest first, so that a secret containing another goes whole.
-	sort.Slice(s.secrets, func(i, j int) bool { return len(s.secrets[i]) > len(s.secrets[j]) })
-}
-
-func (s *scrubber) String(v string) string {
-	if s == nil {
-		return v
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, sec := range s.secrets {
-		v = strings.ReplaceAll(v, sec, "REDACTED")
-	}
-	return v
-}
-
-// Error renders err scrubbed.
-func (s *scrubber) Error(err error) string { return s.String(fmt.Sprint(err)) }
-
-func containsString(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
+// client secrets, login passwords, credential headers, the credential-like
+// query parameters of the URL it was given) in everything it prints, on
+// top of what the client scrubs itself: the client's own redaction, in
+// every encoding a secret travels in.
+type scrubber = redact.Set

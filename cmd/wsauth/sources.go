@@ -40,7 +40,7 @@ const maxTokenSize = 64 << 10
 
 // staticSource always yields token.
 func staticSource(name, token string, scrub *scrubber) *tokenSource {
-	scrub.add(token)
+	scrub.Add(token)
 	tok := bearer(token)
 	return &tokenSource{name: name, fetch: func(context.Context) (*oauth2.Token, error) {
 		c := *tok
@@ -100,13 +100,13 @@ func commandSource(command string, timeout time.Duration, stderr io.Writer, scru
 // shortly before it expires. A 401 or 403 from the token endpoint becomes a
 // wsauth.HTTPError, which the client treats as a rejected credential.
 func oauth2Source(cfg *clientcredentials.Config, hc *http.Client, scrub *scrubber) *tokenSource {
-	scrub.add(cfg.ClientSecret)
+	scrub.Add(cfg.ClientSecret)
 	return &tokenSource{name: "--oauth2-token-url", fetch: func(ctx context.Context) (*oauth2.Token, error) {
 		tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, hc))
 		if err != nil {
 			return nil, tokenEndpointError(err)
 		}
-		scrub.add(tok.AccessToken)
+		scrub.Add(tok.AccessToken)
 		return tok, nil
 	}}
 }
@@ -145,7 +145,7 @@ func tokenFrom(what string, data []byte, scrub *scrubber) (*oauth2.Token, error)
 	if strings.ContainsAny(s, "\r\n") {
 		return nil, fmt.Errorf("%s: more than one line", what)
 	}
-	scrub.add(s)
+	scrub.Add(s)
 	return bearer(s), nil
 }
 

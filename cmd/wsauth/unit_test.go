@@ -221,7 +221,7 @@ func TestEventRecords(t *testing.T) {
 	}
 	var js, txt bytes.Buffer
 	scrub := &scrubber{}
-	scrub.add("sup3r-s3cret")
+	scrub.Add("sup3r-s3cret")
 	jsonSink, textSink := newEventSink(&js, eventsJSON, scrub), newEventSink(&txt, eventsText, scrub)
 	for _, tc := range cases {
 		js.Reset()
@@ -244,7 +244,7 @@ func TestEventRecords(t *testing.T) {
 
 func TestScrubberForms(t *testing.T) {
 	s := &scrubber{}
-	s.add("a+b/c=d", "abc") // too short to scrub
+	s.Add("a+b/c=d", "abc") // "abc" is too short to scrub
 	require.Equal(t, "x REDACTED REDACTED REDACTED abc",
 		s.String("x a+b/c=d a%2Bb%2Fc%3Dd YStiL2M9ZA abc"))
 }
