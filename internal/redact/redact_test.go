@@ -23,7 +23,7 @@ func TestEveryEncodingIsScrubbed(t *testing.T) {
 		url.QueryEscape(canary),
 		url.PathEscape(canary),
 		`canary\u003cs3cret\u003e\"token\"\u0026more`, // encoding/json's default, HTML-escaped
-		`canary<s3cret>\"token\"&more`,                 // JSON without HTML escaping
+		`canary<s3cret>\"token\"&more`,                // JSON without HTML escaping
 		base64.StdEncoding.EncodeToString([]byte(canary)),
 		base64.RawURLEncoding.EncodeToString([]byte(canary)),
 	} {
