@@ -38,7 +38,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	writeJSONMsg(t, c, map[string]string{"type": "auth", "token": "canary-token-first-message"})
 	expectClose(t, c)
 	expectClose(t, e.mustDial(t, e.wsURL("?ticket=canary-ticket"), nil))
-	expectClose(t, e.mustDial(t, e.wsURL(""), cookieOpts(&http.Cookie{Name: "wsauth_session", Value: "canary-cookie"})))
+	expectClose(t, e.mustDial(t, e.wsURL(""), e.cookieOpts(&http.Cookie{Name: "wsauth_session", Value: "canary-cookie"})))
 	e.login(t, `{"username":"alice","password":"canary-password-wrong"}`)
 	e.post(t, "/api/ws-ticket", "", "", http.Header{"Authorization": {"Bearer canary-token-header"}})
 	e.post(t, "/oauth/token", "application/x-www-form-urlencoded",
@@ -51,7 +51,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	ticket := e.ticket(t, valid)
 	tc := e.mustDialAuthed(t, e.wsURL("?ticket="+ticket), nil)
 	echo(t, tc, "x")
-	cc := e.mustDialAuthed(t, e.wsURL(""), cookieOpts(ck))
+	cc := e.mustDialAuthed(t, e.wsURL(""), e.cookieOpts(ck))
 	echo(t, cc, "x")
 	resp, body := e.post(t, "/oauth/token", "application/x-www-form-urlencoded",
 		url.Values{"grant_type": {"client_credentials"}, "client_id": {"bot"}, "client_secret": {"canary-client-secret"}}.Encode(), nil)
@@ -177,5 +177,5 @@ func TestCustomPathsAndParams(t *testing.T) {
 	_, ck := e.login(t, `{"token":"`+e.token(t, "alice")+`"}`)
 	require.NotNil(t, ck)
 	require.Equal(t, "sid", ck.Name)
-	echo(t, e.mustDialAuthed(t, u, cookieOpts(ck)), "custom cookie")
+	echo(t, e.mustDialAuthed(t, u, e.cookieOpts(ck)), "custom cookie")
 }
