@@ -67,6 +67,7 @@ const serverWriteTimeout = 5 * time.Second
 type Conn struct {
 	s          *Server
 	ws         *websocket.Conn
+	netConn    net.Conn // the hijacked connection under ws, to drop a peer that stopped answering
 	remoteAddr string
 
 	// ctx ends when the connection has been closed, for whatever reason.
@@ -328,7 +329,31 @@ func (c *Conn) superviseLoop() {
 // is out could replace the close frame with a bare TCP close.
 func (c *Conn) closeSocket() {
 	code, reason, _ := c.closeStatus()
+	if reason != ReasonPingTimeout {
+		_ = c.ws.Close(code, reason)
+		c.cancel()
+		return
+	}
+	// A peer that did not answer pings will hardly answer the close: it gets the close
+	// frame, but only PongTimeout (at most coder/websocket's own five seconds) to reply
+	// before the socket is dropped under coder/websocket, which ends its wait.
+	grace := min(c.s.cfg.PongTimeout, 5*time.Second)
+	closed, dropped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(dropped)
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			if c.netConn != nil {
+				_ = c.netConn.Close()
+			}
+		case <-closed:
+		}
+	}()
 	_ = c.ws.Close(code, reason)
+	close(closed)
+	<-dropped
 	c.cancel()
 }
 

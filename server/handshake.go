@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -126,6 +128,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.PreAuthReadLimit)
 
 	c := newConn(s, ws, r)
+	c.netConn = rec.conn
 	// Every pattern gets the auth deadline, not only first-message: a ticket or session
 	// store that hangs must not keep an unauthenticated socket open either.
 	c.deadline, c.deadlineReason = time.Now().Add(s.cfg.AuthTimeout), ReasonAuthTimeout
@@ -480,6 +483,7 @@ func headerHasToken(h http.Header, key, token string) bool {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	conn   net.Conn // the hijacked connection
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
@@ -488,6 +492,16 @@ func (r *statusRecorder) WriteHeader(status int) {
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Hijack hijacks the connection underneath and remembers it, so that a peer that stopped
+// answering can be dropped without waiting out coder/websocket's close handshake.
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.conn = nc
+	}
+	return nc, brw, err
+}
 
 // enter admits a handshake unless the server is closed; the caller must call s.wg.Done.
 func (s *Server) enter() bool {
