@@ -3,7 +3,9 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -70,14 +72,14 @@ const maxOriginLen = 1024
 // parseOrigin reads a serialized origin, "scheme://host[:port]" (RFC 6454 §6.2), and returns
 // it normalised: scheme and host lower-cased, IPv6 literals bracketed, the scheme's default
 // port (80 for http and ws, 443 for https and wss) dropped. Anything else — a path (even
-// "/"), a query, a fragment, userinfo, an empty or non-numeric port, whitespace, control
-// bytes, "null" — is not an origin.
+// "/"), a query, a fragment, userinfo, an empty or non-numeric port, percent-encoding
+// (IPv6 zones included), whitespace, control or non-ASCII bytes, "null" — is not an origin.
 func parseOrigin(o string) (string, bool) {
 	if len(o) > maxOriginLen {
 		return "", false
 	}
 	scheme, rest, ok := strings.Cut(o, "://")
-	if !ok || scheme == "" || rest == "" || strings.ContainsAny(rest, "/?#@\\") {
+	if !ok || scheme == "" || rest == "" || strings.ContainsAny(rest, "/?#@\\%") {
 		return "", false
 	}
 	for i := 0; i < len(o); i++ {
@@ -89,10 +91,37 @@ func parseOrigin(o string) (string, bool) {
 	if err != nil || u.Host == "" || u.Opaque != "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return "", false
 	}
-	if u.Hostname() == "" || strings.HasSuffix(u.Host, ":") {
+	if strings.HasSuffix(u.Host, ":") || !validOriginHost(u) {
 		return "", false
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n > 65535 {
+			return "", false
+		}
+	}
 	return normalizeOrigin(u), true
+}
+
+// validOriginHost accepts the hosts a browser puts in an origin: a DNS name or IPv4 address
+// (letters, digits, '-', '.', '_'), or an IPv6 literal in brackets. url.Parse is more
+// lenient ("h::1" parses as host "h:" and port "1"), and a lenient host would not survive
+// normalisation unchanged.
+func validOriginHost(u *url.URL) bool {
+	host := u.Hostname()
+	if host == "" {
+		return false
+	}
+	if strings.HasPrefix(u.Host, "[") {
+		a, err := netip.ParseAddr(host)
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // normalizeOrigin renders u as scheme://host[:port], lower-cased, with the scheme's default

@@ -96,7 +96,8 @@ func TestParseOrigin(t *testing.T) {
 		"https://app.example.com?", "https://app.example.com?x", "https://app.example.com#", "https://u@app.example.com",
 		"https://app.example.com:", "https://app.example.com:x", "https://app .example.com", "https://app.example.com\t",
 		"https://app\x00.example.com", "://app.example.com", "https://:443", "https://app.example.com\\@evil",
-		"https://" + strings.Repeat("a", maxOriginLen),
+		"https://" + strings.Repeat("a", maxOriginLen), "aaaa://X0::00", "http://h::1", "http://[h]:80", "http://[::1",
+		"http://[fe80::1%25en0]", "https://h:65536", "https://h:99999", "https://h!:443", "https://h*",
 	} {
 		_, ok := parseOrigin(bad)
 		require.False(t, ok, "%q", bad)
