@@ -99,7 +99,12 @@ type Config struct {
 	Handler Handler
 
 	// Methods lists the enabled patterns. Default AllMethods(). A credential of a disabled
-	// pattern is ignored, as if it were absent.
+	// pattern never authenticates. A handshake that carries no credential of an enabled
+	// pattern but something meant as one — any Authorization header, a subprotocol entry
+	// mentioning "bearer", a query parameter named like a credential (see ReasonNoCredential)
+	// — is refused at once: 401 "no credential" before the upgrade for the first two, close
+	// 1008 "No credential" after it for the query. Cookies of a disabled cookie pattern are
+	// ignored, since browsers send them unasked.
 	Methods []Method
 	// AllowedOrigins lists the exact browser origins, "scheme://host[:port]", that may open a
 	// WebSocket besides the server's own origin. Wildcards, paths and "null" are refused by
