@@ -92,7 +92,7 @@ func TestStaticAndClientCredentialsTokenSources(t *testing.T) {
 }
 
 func TestQueryAndTicketParamNames(t *testing.T) {
-	env := newServer(t, withConfig(func(c *server.Config) { c.TicketParam = "t"; c.TokenParam = "access_token" }))
+	env := newServer(t, withConfig(func(c *server.Config) { c.TicketParam = "t"; c.TokenParams = []string{"access_token"} }))
 	q := dialed(t, env, &Options{Auth: &QueryAuth{Tokens: env.TokenSource("alice", time.Hour), Param: "access_token"}})
 	require.Equal(t, "alice query", ask(t, q, "whoami"))
 	tk := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour), Param: "t"}})

@@ -103,9 +103,9 @@ type Limits interface {
 	// tokens a second (zero: never refilled) up to burst. It is called only for enabled
 	// limits, once per limit, by New.
 	RateLimiter(name string, perSecond float64, burst int) RateLimiter
-	// ConnLimiter returns the cap called name: at most max connections held at once per key
+	// SlotLimiter returns the cap called name: at most max connections held at once per key
 	// (a principal), across the deployment.
-	ConnLimiter(name string, max int) ConnLimiter
+	SlotLimiter(name string, max int) SlotLimiter
 }
 
 // RateLimiter is one family of rate limits, a token bucket per key.
@@ -117,8 +117,8 @@ type RateLimiter interface {
 	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration)
 }
 
-// ConnLimiter caps the connections held at once per key.
-type ConnLimiter interface {
+// SlotLimiter caps the connections held at once per key.
+type SlotLimiter interface {
 	// Acquire takes a slot of key, or reports false when key holds max slots already. The
 	// caller must call release exactly once when the connection ends.
 	Acquire(ctx context.Context, key string) (release func(), ok bool)

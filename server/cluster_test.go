@@ -125,7 +125,7 @@ func TestStoreUnavailableFailsClosed(t *testing.T) {
 	resp, _ = e.post(t, "/api/logout", "", "", http.Header{"Cookie": {ck.Name + "=" + ck.Value}})
 	requireRetryAfter(resp)
 	requireRetryAfter(e.dialRefused(t, e.wsURL("?ticket="+ticket), nil, http.StatusServiceUnavailable))
-	requireRetryAfter(e.dialRefused(t, e.wsURL(""), cookieOpts(ck), http.StatusServiceUnavailable))
+	requireRetryAfter(e.dialRefused(t, e.wsURL(""), e.cookieOpts(ck), http.StatusServiceUnavailable))
 	echo(t, open, "still here")
 	echo(t, e.mustDialAuthed(t, e.wsURL(""), headerOpts(tok)), "no store needed")
 
@@ -133,7 +133,7 @@ func TestStoreUnavailableFailsClosed(t *testing.T) {
 	// The refused handshake did not consume the ticket, nor the refused logout end the
 	// session.
 	echo(t, e.mustDialAuthed(t, e.wsURL("?ticket="+ticket), nil), "ticket kept")
-	echo(t, e.mustDialAuthed(t, e.wsURL(""), cookieOpts(ck)), "session kept")
+	echo(t, e.mustDialAuthed(t, e.wsURL(""), e.cookieOpts(ck)), "session kept")
 	requireRefused(t, e.mustDial(t, e.wsURL("?ticket="+ticket), nil), websocket.StatusPolicyViolation, ReasonInvalidTicket)
 }
 
@@ -235,7 +235,7 @@ func TestClusterHook(t *testing.T) {
 
 	_, ck := a.login(t, `{"token":"`+a.token(t, "bob")+`"}`)
 	require.NotNil(t, ck)
-	cws := a.mustDialAuthed(t, a.wsURL(""), cookieOpts(ck))
+	cws := a.mustDialAuthed(t, a.wsURL(""), a.cookieOpts(ck))
 	resp, _ := b.post(t, "/api/logout", "", "", http.Header{"Cookie": {ck.Name + "=" + ck.Value}})
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	requireClose(t, cws, websocket.StatusPolicyViolation, ReasonLoggedOut)
@@ -254,7 +254,7 @@ func (r *refuseAll) RateLimiter(name string, perSecond float64, burst int) RateL
 	return r
 }
 
-func (r *refuseAll) ConnLimiter(string, int) ConnLimiter { return nil }
+func (r *refuseAll) SlotLimiter(string, int) SlotLimiter { return nil }
 
 func (r *refuseAll) Allow(context.Context, string) (bool, time.Duration) {
 	return false, 7 * time.Second

@@ -63,10 +63,11 @@ const serverWriteTimeout = 5 * time.Second
 //
 // Behind it, one goroutine reads the socket: it answers refresh messages itself and hands
 // every other message to Read. A second one keeps the session clock: it sends the expiry
-// notice and closes the connection at expiry.
+// notice, closes the connection at expiry, and pings a silent peer (Config.PingInterval).
 type Conn struct {
 	s          *Server
 	ws         *websocket.Conn
+	netConn    net.Conn // the hijacked connection under ws, to drop a peer that stopped answering
 	remoteAddr string
 
 	// ctx ends when the connection has been closed, for whatever reason.
@@ -99,6 +100,20 @@ type Conn struct {
 	// asked counts Read calls, handed the messages given to them; the reader reads the next
 	// frame only once asked has passed handed.
 	asked, handed int64
+	// The keepalive. heardAt is when the peer last showed it is alive (a message, a pong),
+	// or when the reader last resumed reading: time spent parked, waiting for the handler
+	// to ask for the next message, is never held against the peer, because a pong cannot
+	// be read then. parked says the reader is waiting so now; pinging that a ping sent at
+	// pingSentAt has not been answered yet.
+	heardAt    time.Time
+	parked     bool
+	pinging    bool
+	pingSentAt time.Time
+	pings      sync.WaitGroup // ping goroutines; Add only on the session clock goroutine
+
+	// countedAs is the subject this connection counts toward in Server.principals, "" when
+	// none. Guarded by Server.mu, not mu.
+	countedAs string
 
 	wake       chan struct{} // deadline moved; capacity 1
 	askedWake  chan struct{} // Read was called; capacity 1
@@ -197,15 +212,22 @@ func (c *Conn) received(m message, ok bool) (websocket.MessageType, []byte, erro
 // awaitAsk blocks the reader after a handover until the application asks for another
 // message, or the connection is closing (then the close handshake must be read).
 func (c *Conn) awaitAsk() {
+	waited := false
 	for {
 		c.mu.Lock()
 		// Until the first handover the socket is read freely: a handler that only writes
 		// still gets its pings answered and its close handshakes done.
 		ready := c.handed == 0 || c.asked > c.handed
+		c.parked = !ready
+		if ready && waited {
+			// Reading again: the peer's silence is measured from now.
+			c.heardAt = time.Now()
+		}
 		c.mu.Unlock()
 		if ready {
 			return
 		}
+		waited = true
 		select {
 		case <-c.askedWake:
 		case <-c.closeReq:
@@ -266,10 +288,7 @@ func (c *Conn) setDeadline(t time.Time, reason string) {
 	c.mu.Lock()
 	c.deadline, c.deadlineReason = t, reason
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.wakeClock()
 }
 
 // superviseLoop is the session clock: it closes the socket when asked to (shutdown) or at the
@@ -310,7 +329,31 @@ func (c *Conn) superviseLoop() {
 // is out could replace the close frame with a bare TCP close.
 func (c *Conn) closeSocket() {
 	code, reason, _ := c.closeStatus()
+	if reason != ReasonPingTimeout {
+		_ = c.ws.Close(code, reason)
+		c.cancel()
+		return
+	}
+	// A peer that did not answer pings will hardly answer the close: it gets the close
+	// frame, but only PongTimeout (at most coder/websocket's own five seconds) to reply
+	// before the socket is dropped under coder/websocket, which ends its wait.
+	grace := min(c.s.cfg.PongTimeout, 5*time.Second)
+	closed, dropped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(dropped)
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			if c.netConn != nil {
+				_ = c.netConn.Close()
+			}
+		case <-closed:
+		}
+	}()
 	_ = c.ws.Close(code, reason)
+	close(closed)
+	<-dropped
 	c.cancel()
 }
 
@@ -318,14 +361,45 @@ func (c *Conn) closeSocket() {
 func (c *Conn) nextWake(now time.Time) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.deadline.IsZero() {
+	var next time.Time
+	for _, t := range []time.Time{c.deadline, c.noticeTimeLocked(), c.keepaliveLocked(now).at} {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if next.IsZero() {
 		return -1
 	}
-	next := c.deadline
-	if n := c.noticeTimeLocked(); !n.IsZero() && n.Before(next) {
-		next = n
-	}
 	return max(0, next.Sub(now))
+}
+
+// keepalive is the next thing the keepalive has to do: at is when (zero for nothing), and
+// giveUp says the peer will then have failed to answer a ping; otherwise a ping is due.
+type keepalive struct {
+	at     time.Time
+	giveUp bool
+}
+
+// keepaliveLocked is the keepalive's next step. Only a live connection whose reader is
+// reading is judged: while the reader is parked the step is only to look again an interval
+// later. c.mu must be held.
+func (c *Conn) keepaliveLocked(now time.Time) keepalive {
+	interval := c.s.cfg.PingInterval
+	switch {
+	case !c.live || c.closing || interval <= 0:
+		return keepalive{}
+	case c.parked:
+		return keepalive{at: now.Add(interval)}
+	case !c.pinging:
+		return keepalive{at: c.heardAt.Add(interval)}
+	}
+	// The pong is due PongTimeout after the ping, or after the silence a ping would have
+	// ended had none been outstanding, whichever is later.
+	from := c.heardAt.Add(interval)
+	if c.pingSentAt.After(from) {
+		from = c.pingSentAt
+	}
+	return keepalive{at: from.Add(c.s.cfg.PongTimeout), giveUp: true}
 }
 
 // noticeTimeLocked is when the expiry notice for the current deadline is due; zero if there
@@ -339,19 +413,64 @@ func (c *Conn) noticeTimeLocked() time.Time {
 
 // tick runs what is due at now: the close at the deadline, or the expiry notice.
 func (c *Conn) tick(now time.Time) {
+	due := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
 	c.mu.Lock()
 	deadline, reason := c.deadline, c.deadlineReason
 	notice := c.noticeTimeLocked()
-	if !notice.IsZero() && !now.Before(notice) {
+	ka := c.keepaliveLocked(now)
+	expired := due(deadline)
+	noticeDue := !expired && due(notice)
+	if noticeDue {
 		c.noticeSentFor = deadline
 	}
+	giveUp := !expired && due(ka.at) && ka.giveUp
+	ping := !expired && due(ka.at) && !ka.giveUp
+	if ping {
+		c.pinging, c.pingSentAt = true, now
+		c.pings.Add(1)
+	}
+	subject := c.principal.Subject
 	c.mu.Unlock()
 
 	switch {
-	case !deadline.IsZero() && !now.Before(deadline):
+	case expired:
 		c.shutdown(websocket.StatusPolicyViolation, reason)
-	case !notice.IsZero() && !now.Before(notice):
+		return
+	case giveUp:
+		if c.shutdown(websocket.StatusGoingAway, ReasonPingTimeout) {
+			c.s.stats.pingTimeouts.Add(1)
+			c.s.log.Info("ping timeout", "remote", c.remoteAddr, "subject", subject)
+		}
+		return
+	}
+	if ping {
+		go c.ping()
+	}
+	if noticeDue {
 		c.send(serverMessage{Type: typeExpiring, ExpiresIn: expiresIn(deadline, now)})
+	}
+}
+
+// ping sends one ping and waits for its pong, which arrives only while the reader reads.
+// An answer ends the silence; a failure leaves the ping outstanding, so that the keepalive
+// gives up on the peer in time rather than pinging a broken socket again and again.
+func (c *Conn) ping() {
+	defer c.pings.Done()
+	if c.ws.Ping(c.ctx) != nil {
+		return
+	}
+	c.mu.Lock()
+	c.pinging = false
+	c.heardAt = time.Now()
+	c.mu.Unlock()
+	c.wakeClock()
+}
+
+// wakeClock makes the session clock look at its schedule again.
+func (c *Conn) wakeClock() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -373,6 +492,11 @@ func (c *Conn) readLoop() {
 	for {
 		c.awaitAsk()
 		typ, data, err := c.ws.Read(context.Background())
+		if err == nil {
+			c.mu.Lock()
+			c.heardAt = time.Now()
+			c.mu.Unlock()
+		}
 		if err != nil {
 			c.readErr = err
 			close(c.in)

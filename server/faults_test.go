@@ -34,7 +34,7 @@ func TestRevoke(t *testing.T) {
 	requireRefused(t, e.mustDial(t, e.wsURL("?token="+aliceTok), nil), websocket.StatusPolicyViolation, ReasonUnauthorized)
 	e.dialRefused(t, e.wsURL(""), headerOpts(aliceTok), http.StatusUnauthorized)
 	requireRefused(t, e.mustDial(t, e.wsURL("?ticket="+ticket), nil), websocket.StatusPolicyViolation, ReasonInvalidTicket)
-	requireRefused(t, e.mustDial(t, e.wsURL(""), cookieOpts(ck)), websocket.StatusPolicyViolation, ReasonUnauthorized)
+	requireRefused(t, e.mustDial(t, e.wsURL(""), e.cookieOpts(ck)), websocket.StatusPolicyViolation, ReasonUnauthorized)
 	c := e.mustDial(t, e.wsURL(""), nil)
 	writeJSONMsg(t, c, map[string]string{"type": "auth", "token": aliceTok})
 	requireRefused(t, c, websocket.StatusPolicyViolation, ReasonUnauthorized)
@@ -47,7 +47,7 @@ func TestRevoke(t *testing.T) {
 
 	e.srv.Unrevoke("alice")
 	echo(t, e.mustDialAuthed(t, e.wsURL("?token="+aliceTok), nil), "back")
-	echo(t, e.mustDialAuthed(t, e.wsURL(""), cookieOpts(ck)), "cookie session back")
+	echo(t, e.mustDialAuthed(t, e.wsURL(""), e.cookieOpts(ck)), "cookie session back")
 }
 
 func TestRevokedRefresh(t *testing.T) {

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +25,11 @@ type credential struct {
 	releasePreAuth func()
 	// stored is the store's answer for a ticket or cookie, asked before the upgrade.
 	stored storedCredential
+	// unrecognised says where the handshake carries something that looks like a credential
+	// although no enabled pattern accepts it (method is then ""): "header", "subprotocol"
+	// or "query". It is refused at once, rather than left waiting for an auth message that
+	// will not come.
+	unrecognised string
 }
 
 // serveWS runs a WebSocket handshake through the checks of docs/protocol.md, in order: rate
@@ -36,7 +45,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.wg.Done()
 
-	ip := clientIP(r)
+	ip := ev.ClientIP
 	if ok, wait := s.handshakeLimit.allow(ip); !ok {
 		s.refuseHTTP(w, ev, http.StatusTooManyRequests, wait, "rate limited")
 		return
@@ -55,7 +64,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuseHTTP(w, ev, status, 0, detail)
 		return
 	}
-	if !s.origins.check(r) {
+	origin := s.origins.check(r, s.requestScheme(r))
+	if origin == originRefused {
 		s.refuseHTTP(w, ev, http.StatusForbidden, 0, "origin not allowed")
 		return
 	}
@@ -65,8 +75,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	var id Identity
 	switch cred.method {
 	case "":
+		if cred.unrecognised == "query" {
+			break // refused after the upgrade, where a browser can read the reason
+		}
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		s.refuseHTTP(w, ev, http.StatusUnauthorized, 0, "no credential")
+		detail := "no credential"
+		if cred.unrecognised != "" {
+			detail = "no credential the server recognises in the " + cred.unrecognised
+		}
+		s.refuseHTTPText(w, ev, http.StatusUnauthorized, 0, detail, "no credential")
 		return
 	case MethodHeader, MethodSubprotocol:
 		var err error
@@ -76,6 +93,26 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ev.Subject = id.Subject
+		if s.principalFull(id.Subject) {
+			s.stats.principalCapped.Add(1)
+			s.refuseHTTPText(w, ev, http.StatusTooManyRequests, principalRetryAfter, "too many connections for the principal", "too many connections")
+			return
+		}
+	case MethodCookie:
+		// Every browser sends Origin on a WebSocket handshake; a cookie without one comes
+		// from a client that could send its allowed origin, or from a page of a context
+		// that strips Origin, which must not ride the session.
+		if origin == originAbsent && !s.cfg.AllowCookieWithoutOrigin {
+			s.refuseHTTPText(w, ev, http.StatusForbidden, 0, "cookie handshake without Origin", "cookie authentication needs an Origin header")
+			return
+		}
+		if !s.lookupStored(w, r, &cred, ev) {
+			return
+		}
+	case MethodTicket:
+		if !s.lookupStored(w, r, &cred, ev) {
+			return
+		}
 	case MethodFirstMessage:
 		if !s.preAuth.acquire(ip) {
 			s.refuseHTTP(w, ev, http.StatusTooManyRequests, time.Second, "too many connections waiting for auth")
@@ -85,10 +122,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		release := sync.OnceFunc(func() { s.preAuth.release(ip) })
 		defer release()
 		cred.releasePreAuth = release
-	case MethodTicket, MethodCookie:
-		if !s.lookupStored(w, r, &cred, ev) {
-			return
-		}
 	}
 
 	closeAlls := s.closeAllCount()
@@ -107,6 +140,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.PreAuthReadLimit)
 
 	c := newConn(s, ws, r)
+	c.netConn = rec.conn
 	// Every pattern gets the auth deadline, not only first-message: a ticket or session
 	// store that hangs must not keep an unauthenticated socket open either.
 	c.deadline, c.deadlineReason = time.Now().Add(s.cfg.AuthTimeout), ReasonAuthTimeout
@@ -136,6 +170,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.shutdown(code, "")
 		<-c.superDone
 		<-c.readerDone
+		c.pings.Wait() // the socket is closed: a ping still waiting returns now
 	}()
 	s.cfg.Handler.ServeWS(c.ctx, c)
 	returned = true
@@ -145,8 +180,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // On failure it has asked the connection to close with the pattern's code and reason.
 func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev AuthEvent) bool {
 	refusal := ReasonUnauthorized
-	if cred.method == MethodTicket {
+	switch cred.method {
+	case MethodTicket:
 		refusal = ReasonInvalidTicket
+	case "":
+		refusal = ReasonNoCredential
 	}
 	refuse := func(code websocket.StatusCode, reason, detail string) bool {
 		// If the connection is already closing (auth timeout, Server.Close), that close is
@@ -163,6 +201,8 @@ func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev Auth
 	var ttl time.Duration
 	var sessionID string
 	switch cred.method {
+	case "":
+		return refuse(websocket.StatusPolicyViolation, refusal, "no credential the server recognises in the query")
 	case MethodHeader, MethodSubprotocol:
 		credExpiry, ttl = id.Expiry, id.SessionTTL
 	case MethodTicket:
@@ -212,6 +252,10 @@ func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev Auth
 	ev.Subject = id.Subject
 
 	exp, err := s.authenticate(c, Principal{Subject: id.Subject, Method: cred.method}, credExpiry, ttl, sessionID)
+	if errors.Is(err, errTooManyConns) {
+		s.stats.principalCapped.Add(1)
+		return refuse(websocket.StatusTryAgainLater, ReasonTooManyConnections, err.Error())
+	}
 	if err != nil {
 		return refuse(websocket.StatusPolicyViolation, refusal, err.Error())
 	}
@@ -225,8 +269,9 @@ func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev Auth
 	c.ws.SetReadLimit(s.cfg.ReadLimit)
 	c.mu.Lock()
 	c.live = true
+	c.heardAt = time.Now()
 	c.mu.Unlock()
-	c.setDeadline(exp, ReasonSessionExpired) // wakes the clock for the expiry notice
+	c.setDeadline(exp, ReasonSessionExpired) // wakes the clock for the expiry notice and pings
 	s.stats.authenticated.Add(1)
 	s.accept(ev, "authenticated")
 	return true
@@ -272,11 +317,16 @@ func (s *Server) authenticate(c *Conn, p Principal, credExpiry time.Time, ttl ti
 	if s.revoked[p.Subject] {
 		return time.Time{}, errRevoked
 	}
+	if max := s.cfg.MaxConnsPerPrincipal; max > 0 && s.principals[p.Subject] >= max {
+		return time.Time{}, errTooManyConns
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return time.Time{}, errors.New("connection closing")
 	}
+	s.principals[p.Subject]++
+	c.countedAs = p.Subject
 	c.principal = p
 	c.authenticated = true
 	c.sessionID = sessionID
@@ -302,18 +352,84 @@ func (s *Server) findCredential(r *http.Request) credential {
 	if s.methods[MethodTicket] && q.Has(s.cfg.TicketParam) {
 		return credential{method: MethodTicket, value: q.Get(s.cfg.TicketParam)}
 	}
-	if s.methods[MethodQuery] && q.Has(s.cfg.TokenParam) {
-		return credential{method: MethodQuery, value: q.Get(s.cfg.TokenParam)}
+	if s.methods[MethodQuery] {
+		for _, p := range s.cfg.TokenParams {
+			if q.Has(p) {
+				return credential{method: MethodQuery, value: q.Get(p)}
+			}
+		}
 	}
 	if s.methods[MethodCookie] {
 		if ck, err := r.Cookie(s.cfg.CookieName); err == nil && ck.Value != "" {
 			return credential{method: MethodCookie, value: ck.Value}
 		}
 	}
+	// Cookies are left out: a browser sends them unasked, also to a first-message socket.
+	if where := s.unrecognisedCredential(r, q); where != "" {
+		return credential{unrecognised: where}
+	}
 	if s.methods[MethodFirstMessage] {
 		return credential{method: MethodFirstMessage}
 	}
 	return credential{}
+}
+
+// unrecognisedCredential says where a handshake without a usable credential carries
+// something meant as one: an Authorization header of any scheme (or of a disabled
+// pattern), a Sec-WebSocket-Protocol entry that mentions a bearer token, or a query
+// parameter with a credential's name (see credentialParam). "" for none.
+func (s *Server) unrecognisedCredential(r *http.Request, q url.Values) string {
+	if strings.TrimSpace(r.Header.Get("Authorization")) != "" {
+		return "header"
+	}
+	for _, line := range r.Header.Values("Sec-WebSocket-Protocol") {
+		if strings.Contains(strings.ToLower(line), "bearer") {
+			return "subprotocol"
+		}
+	}
+	for name := range q {
+		if s.credentialParam(name) {
+			return "query"
+		}
+	}
+	return ""
+}
+
+// credentialParam reports whether a query parameter's name says it carries a credential:
+// the configured ticket and token parameters, or a name containing "token", "ticket",
+// "jwt", "bearer", "apikey", "api_key", "api-key", "password" or "secret", or equal to
+// "auth" or "authorization" (case-insensitive).
+func (s *Server) credentialParam(name string) bool {
+	if name == s.cfg.TicketParam || slices.Contains(s.cfg.TokenParams, name) {
+		return true
+	}
+	n := strings.ToLower(name)
+	if n == "auth" || n == "authorization" {
+		return true
+	}
+	for _, w := range []string{"token", "ticket", "jwt", "bearer", "apikey", "api_key", "api-key", "password", "secret"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// principalRetryAfter is the Retry-After of a handshake refused by the per-principal cap.
+const principalRetryAfter = 5 * time.Second
+
+// errTooManyConns is authenticate's refusal for a principal at Config.MaxConnsPerPrincipal.
+var errTooManyConns = errors.New("too many connections for the principal")
+
+// principalFull reports whether subject holds Config.MaxConnsPerPrincipal connections.
+func (s *Server) principalFull(subject string) bool {
+	max := s.cfg.MaxConnsPerPrincipal
+	if max <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.principals[subject] >= max
 }
 
 // subprotocolToken finds a bearer entry among the offered subprotocols and decodes it. An
@@ -379,6 +495,7 @@ func headerHasToken(h http.Header, key, token string) bool {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	conn   net.Conn // the hijacked connection
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
@@ -387,6 +504,16 @@ func (r *statusRecorder) WriteHeader(status int) {
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Hijack hijacks the connection underneath and remembers it, so that a peer that stopped
+// answering can be dropped without waiting out coder/websocket's close handshake.
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.conn = nc
+	}
+	return nc, brw, err
+}
 
 // enter admits a handshake unless the server is closed; the caller must call s.wg.Done.
 func (s *Server) enter() bool {
@@ -399,8 +526,7 @@ func (s *Server) enter() bool {
 	return true
 }
 
-// register adds an upgraded connection to the live set, unless the server is closed.
-// register adds c to the live connections. closeAlls is the CloseAll count
+// register adds c to the live connections, unless the server is closed. closeAlls is the CloseAll count
 // when its handshake began: a CloseAll since then found c missing from the
 // snapshot, so c is closed the same way now.
 func (s *Server) register(c *Conn, closeAlls uint64) bool {
@@ -426,4 +552,12 @@ func (s *Server) unregister(c *Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	if c.countedAs != "" {
+		if s.principals[c.countedAs] <= 1 {
+			delete(s.principals, c.countedAs)
+		} else {
+			s.principals[c.countedAs]--
+		}
+		c.countedAs = ""
+	}
 }

@@ -302,8 +302,17 @@ func (e *env) login(t *testing.T, body string) (*http.Response, *http.Cookie) {
 	return resp, nil
 }
 
-// cookieOpts sends the session cookie on the handshake.
-func cookieOpts(ck *http.Cookie) *websocket.DialOptions {
+// cookieOpts sends the session cookie on the handshake, with the server's own origin as a
+// browser page served by it would: the server refuses cookies without an Origin.
+func (e *env) cookieOpts(ck *http.Cookie) *websocket.DialOptions {
+	return &websocket.DialOptions{HTTPHeader: http.Header{
+		"Cookie": {ck.Name + "=" + ck.Value},
+		"Origin": {e.hs.URL},
+	}}
+}
+
+// bareCookieOpts sends the session cookie without an Origin, as a non-browser client might.
+func bareCookieOpts(ck *http.Cookie) *websocket.DialOptions {
 	return &websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {ck.Name + "=" + ck.Value}}}
 }
 

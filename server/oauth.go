@@ -29,7 +29,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev := s.event(r, StageToken, "")
-	if ok, wait := s.tokenLimit.allow(clientIP(r)); !ok {
+	if ok, wait := s.tokenLimit.allow(ev.ClientIP); !ok {
 		s.refuseHTTP(w, ev, http.StatusTooManyRequests, wait, "rate limited")
 		return
 	}
@@ -51,6 +51,13 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
+	if id != "" {
+		if ok, wait := s.clientLimit.take(id); !ok {
+			w.Header().Set("Retry-After", retryAfterValue(wait))
+			s.tokenRefuse(w, ev, http.StatusTooManyRequests, "temporarily_unavailable", "client rate limited")
+			return
+		}
+	}
 	if id == "" || !s.checkClient(id, secret) {
 		if basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="wsauth"`)
@@ -58,6 +65,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.tokenRefuse(w, ev, http.StatusUnauthorized, "invalid_client", "bad client credentials")
 		return
 	}
+	s.clientLimit.refund(id)
 	ev.Subject = id
 	if s.isRevoked(id) {
 		s.tokenRefuse(w, ev, http.StatusUnauthorized, "invalid_client", errRevoked.Error())

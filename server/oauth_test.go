@@ -102,7 +102,7 @@ func TestTLS(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	require.NotNil(t, ck)
 	require.True(t, ck.Secure, "the cookie is Secure over TLS")
-	echo(t, e.mustDialAuthed(t, wss, cookieOpts(ck)), "cookie over TLS")
+	echo(t, e.mustDialAuthed(t, wss, e.cookieOpts(ck)), "cookie over TLS")
 
 	// A client without the server's certificate fails the TLS handshake.
 	_, _, err := websocket.Dial(ctxT(t), wss+"?token="+tok, &websocket.DialOptions{HTTPClient: &http.Client{}})

@@ -2,9 +2,10 @@ package server
 
 import (
 	"fmt"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -12,10 +13,26 @@ import (
 // "scheme://host[:port]" origins: a cookie is scoped to a host, not to a port or scheme, so
 // anything looser than an exact match lets another local page or a plain-http page ride a
 // victim's session (cross-site WebSocket hijacking).
+//
+// Every origin, configured or received, goes through the same normalisation (parseOrigin):
+// scheme and host lower-cased, the scheme's default port dropped. That is the form browsers
+// send, so "https://h:443" in the configuration or in a request is "https://h".
 type originPolicy struct {
 	allowed map[string]bool // normalized origins
 	list    []string        // normalized, in configuration order
 }
+
+// originVerdict is what the policy says of a request's Origin.
+type originVerdict int
+
+const (
+	// originAbsent: no Origin header, a non-browser client.
+	originAbsent originVerdict = iota
+	// originAllowed: the server's own origin or an allowed one.
+	originAllowed
+	// originRefused: anything else, including malformed, empty and "null" origins.
+	originRefused
+)
 
 // newOriginPolicy validates and normalizes Config.AllowedOrigins.
 func newOriginPolicy(origins []string) (*originPolicy, error) {
@@ -33,31 +50,78 @@ func newOriginPolicy(origins []string) (*originPolicy, error) {
 	return p, nil
 }
 
-// normalizeOriginEntry checks one AllowedOrigins entry and returns it lower-cased, without
-// a default port, in the form browsers send in the Origin header.
+// normalizeOriginEntry checks one AllowedOrigins entry and returns it normalised, with a
+// configuration error that says what is wrong with it.
 func normalizeOriginEntry(o string) (string, error) {
 	switch {
 	case strings.Contains(o, "*"):
 		return "", fmt.Errorf("wsauth/server: allowed origin %q: wildcards are not allowed, list exact origins", o)
 	case strings.EqualFold(strings.TrimSpace(o), "null"):
 		return "", fmt.Errorf("wsauth/server: allowed origin %q: the null origin can be forged by any page", o)
-	case strings.ContainsAny(o, "?#\\ \t"):
-		return "", fmt.Errorf("wsauth/server: allowed origin %q: want scheme://host[:port]", o)
+	}
+	n, ok := parseOrigin(o)
+	if !ok {
+		return "", fmt.Errorf("wsauth/server: allowed origin %q: want scheme://host[:port], without user, path, query or fragment", o)
+	}
+	return n, nil
+}
+
+// maxOriginLen bounds the Origin values looked at; real ones are a few dozen bytes.
+const maxOriginLen = 1024
+
+// parseOrigin reads a serialized origin, "scheme://host[:port]" (RFC 6454 §6.2), and returns
+// it normalised: scheme and host lower-cased, IPv6 literals bracketed, the scheme's default
+// port (80 for http and ws, 443 for https and wss) dropped. Anything else — a path (even
+// "/"), a query, a fragment, userinfo, an empty or non-numeric port, percent-encoding
+// (IPv6 zones included), whitespace, control or non-ASCII bytes, "null" — is not an origin.
+func parseOrigin(o string) (string, bool) {
+	if len(o) > maxOriginLen {
+		return "", false
+	}
+	scheme, rest, ok := strings.Cut(o, "://")
+	if !ok || scheme == "" || rest == "" || strings.ContainsAny(rest, "/?#@\\%") {
+		return "", false
+	}
+	for i := 0; i < len(o); i++ {
+		if o[i] <= ' ' || o[i] >= 0x7f {
+			return "", false
+		}
 	}
 	u, err := url.Parse(o)
-	if err != nil {
-		return "", fmt.Errorf("wsauth/server: allowed origin %q: %w", o, err)
+	if err != nil || u.Host == "" || u.Opaque != "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", false
 	}
-	if u.Scheme == "" || u.Host == "" || u.Opaque != "" {
-		return "", fmt.Errorf("wsauth/server: allowed origin %q: want scheme://host[:port]", o)
+	if strings.HasSuffix(u.Host, ":") || !validOriginHost(u) {
+		return "", false
 	}
-	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("wsauth/server: allowed origin %q: an origin has no user, path, query or fragment", o)
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n > 65535 {
+			return "", false
+		}
 	}
-	if u.Port() == "" && strings.HasSuffix(u.Host, ":") {
-		return "", fmt.Errorf("wsauth/server: allowed origin %q: empty port", o)
+	return normalizeOrigin(u), true
+}
+
+// validOriginHost accepts the hosts a browser puts in an origin: a DNS name or IPv4 address
+// (letters, digits, '-', '.', '_'), or an IPv6 literal in brackets. url.Parse is more
+// lenient ("h::1" parses as host "h:" and port "1"), and a lenient host would not survive
+// normalisation unchanged.
+func validOriginHost(u *url.URL) bool {
+	host := u.Hostname()
+	if host == "" {
+		return false
 	}
-	return normalizeOrigin(u), nil
+	if strings.HasPrefix(u.Host, "[") {
+		a, err := netip.ParseAddr(host)
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // normalizeOrigin renders u as scheme://host[:port], lower-cased, with the scheme's default
@@ -78,51 +142,38 @@ func normalizeOrigin(u *url.URL) string {
 	return scheme + "://" + host
 }
 
-// check reports whether the request's Origin may open a WebSocket: an absent Origin (a
-// non-browser client), the request's own host (what coder/websocket also allows), or an
-// exact match with an allowed origin. "null" and anything unparsable are refused.
-func (p *originPolicy) check(r *http.Request) bool {
+// ownOrigin is the origin of a page served by this server for request r: the scheme the
+// client used (http, or https over TLS or behind a trusted TLS proxy) with the Host header.
+// It is "" when the Host header is not a host[:port].
+func ownOrigin(scheme string, r *http.Request) string {
+	n, ok := parseOrigin(scheme + "://" + r.Host)
+	if !ok {
+		return ""
+	}
+	return n
+}
+
+// check judges the request's Origin: absent (a non-browser client), allowed (the server's
+// own origin, scheme, host and port, or exactly one of the allowed origins), or refused.
+// Two Origin headers, an empty one, "null" and anything unparsable are refused. scheme is
+// the scheme the client used to reach the server.
+func (p *originPolicy) check(r *http.Request, scheme string) originVerdict {
 	values := r.Header.Values("Origin")
 	if len(values) == 0 {
-		return true
+		return originAbsent
 	}
 	if len(values) > 1 {
-		return false
+		return originRefused
 	}
-	origin := values[0]
-	if origin == "" || strings.EqualFold(origin, "null") {
-		return false
+	n, ok := parseOrigin(values[0])
+	if !ok {
+		return originRefused
 	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Scheme == "" || u.Host == "" || u.User != nil || u.Opaque != "" ||
-		u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
-		return false
+	if own := ownOrigin(scheme, r); own != "" && n == own {
+		return originAllowed
 	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
+	if p.allowed[n] {
+		return originAllowed
 	}
-	return p.allowed[normalizeOrigin(u)]
-}
-
-// acceptPatterns turns the allowed origins into coder/websocket OriginPatterns. They contain
-// "://", so Accept matches them against scheme://host; path.Match metacharacters that can
-// appear in a valid origin (the brackets of an IPv6 literal) are escaped, and '*' never
-// appears because New refuses it.
-func (p *originPolicy) acceptPatterns() []string {
-	out := make([]string, 0, len(p.list))
-	for _, o := range p.list {
-		r := strings.NewReplacer("[", `\[`, "]", `\]`)
-		out = append(out, r.Replace(o))
-	}
-	return out
-}
-
-// clientIP is the IP of the peer that opened the TCP connection. Proxy headers such as
-// X-Forwarded-For are deliberately ignored: any client can set them.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return originRefused
 }

@@ -29,6 +29,15 @@ const (
 	ReasonLoggedOut = "Logged out"
 	// ReasonShuttingDown (1001): Server.Close.
 	ReasonShuttingDown = "Server shutting down"
+	// ReasonNoCredential (1008): the handshake's query carried a parameter named like a
+	// credential, but none the server accepts (an unknown name, or a disabled pattern).
+	ReasonNoCredential = "No credential"
+	// ReasonTooManyConnections (1013, Try Again Later): the principal already holds
+	// Config.MaxConnsPerPrincipal connections.
+	ReasonTooManyConnections = "Too many connections"
+	// ReasonPingTimeout (1001): the peer did not answer a ping within Config.PongTimeout
+	// while the server was reading.
+	ReasonPingTimeout = "Ping timeout"
 )
 
 // Message types of the default dialect.

@@ -36,15 +36,39 @@ const pruneInterval = time.Minute
 // negative perSecond disables limiting.
 func newIPLimiter(perSecond float64, burst int) *ipLimiter {
 	l := &ipLimiter{limit: rate.Limit(perSecond), burst: burst, buckets: make(map[string]*bucket)}
-	switch {
-	case perSecond < 0:
+	if perSecond < 0 {
 		l.limit = rate.Inf
-	case perSecond == 0:
-		l.idle = 24 * time.Hour // never refills; keep the bucket a good while
-	default:
-		l.idle = time.Duration(float64(burst) / perSecond * float64(time.Second))
 	}
+	l.idle = idleFor(perSecond, burst)
 	return l
+}
+
+// maxIdle is how long at most a bucket is kept unused. A bucket of a very slow rate that is
+// forgotten after it starts full again, a little early; without the bound the conversion to
+// a Duration would overflow.
+const maxIdle = 24 * time.Hour
+
+// idleFor is how long a bucket must be unused before it is full again, at most maxIdle; a
+// zero rate never refills, so such a bucket is kept maxIdle.
+func idleFor(perSecond float64, burst int) time.Duration {
+	if perSecond <= 0 {
+		return maxIdle
+	}
+	secs := float64(burst) / perSecond
+	if secs >= maxIdle.Seconds() {
+		return maxIdle
+	}
+	return time.Duration(secs * float64(time.Second))
+}
+
+// waitSeconds turns a wait of secs seconds into whole seconds, at least one, at most
+// maxRetryAfter.
+func waitSeconds(secs float64) time.Duration {
+	if math.IsNaN(secs) || secs < 1 {
+		secs = 1
+	}
+	secs = math.Min(math.Ceil(secs), maxRetryAfter.Seconds())
+	return time.Duration(secs) * time.Second
 }
 
 // allow takes one token from ip's bucket. When there is none it reports how long until there
@@ -82,13 +106,10 @@ func (l *ipLimiter) allow(ip string) (bool, time.Duration) {
 // retryAfter is the wait until lim has a token again, in whole seconds, at least one.
 func retryAfter(lim *rate.Limiter, now time.Time) time.Duration {
 	missing := 1 - lim.TokensAt(now)
-	secs := 1.0
-	if lim.Limit() > 0 {
-		secs = math.Max(1, math.Ceil(missing/float64(lim.Limit())))
-	} else {
-		secs = 60 // a zero rate never refills; tell the client to come back much later
+	if lim.Limit() <= 0 {
+		return 60 * time.Second // a zero rate never refills; tell the client to come back much later
 	}
-	return time.Duration(secs) * time.Second
+	return waitSeconds(missing / float64(lim.Limit()))
 }
 
 // size reports how many buckets are held (for tests of pruning).
@@ -131,4 +152,85 @@ func (p *preAuthCounter) release(ip string) {
 		return
 	}
 	p.counts[ip]--
+}
+
+// accountLimiter limits failed attempts per account name (a username, a client id) from all
+// IPs together, against guessing spread over many addresses. It is a token bucket per name
+// whose tokens failures use up: take reserves one before the check, and refund gives it back
+// when the check succeeded, so a right password costs nothing while concurrent guesses
+// cannot overdraw the bucket. Idle buckets are pruned lazily like ipLimiter's.
+type accountLimiter struct {
+	perSecond float64 // < 0: unlimited
+	burst     float64
+	idle      time.Duration
+
+	mu        sync.Mutex
+	accounts  map[string]*account
+	lastPrune time.Time
+}
+
+type account struct {
+	tokens float64
+	at     time.Time // when tokens was computed
+}
+
+// newAccountLimiter returns a limiter refilling perSecond tokens per account up to burst; a
+// negative perSecond disables it.
+func newAccountLimiter(perSecond float64, burst int) *accountLimiter {
+	return &accountLimiter{perSecond: perSecond, burst: float64(burst), idle: idleFor(perSecond, burst), accounts: make(map[string]*account)}
+}
+
+// refillLocked brings a's tokens up to now. l.mu must be held.
+func (l *accountLimiter) refillLocked(a *account, now time.Time) {
+	if el := now.Sub(a.at); el > 0 {
+		a.tokens = math.Min(l.burst, a.tokens+el.Seconds()*l.perSecond)
+	}
+	a.at = now
+}
+
+// take reserves a token of name's bucket. Without one it reports how long until there is
+// one, in whole seconds and at least one, for Retry-After.
+func (l *accountLimiter) take(name string) (bool, time.Duration) {
+	if l.perSecond < 0 {
+		return true, 0
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastPrune) >= pruneInterval {
+		l.lastPrune = now
+		for k, a := range l.accounts {
+			if now.Sub(a.at) >= l.idle {
+				delete(l.accounts, k)
+			}
+		}
+	}
+	a := l.accounts[name]
+	if a == nil {
+		a = &account{tokens: l.burst, at: now}
+		l.accounts[name] = a
+	}
+	l.refillLocked(a, now)
+	if a.tokens >= 1 {
+		a.tokens--
+		return true, 0
+	}
+	if l.perSecond == 0 {
+		return false, 60 * time.Second // a zero rate never refills
+	}
+	return false, waitSeconds((1 - a.tokens) / l.perSecond)
+}
+
+// refund gives back the token a successful attempt took.
+func (l *accountLimiter) refund(name string) {
+	if l.perSecond < 0 {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.accounts[name]; a != nil {
+		l.refillLocked(a, now)
+		a.tokens = math.Min(l.burst, a.tokens+1)
+	}
 }

@@ -68,6 +68,9 @@ type AuthEvent struct {
 	Stage Stage
 	// RemoteAddr is the peer's address as the HTTP server saw it (ip:port).
 	RemoteAddr string
+	// ClientIP is the IP the rate limits and caps counted the request against: the peer's,
+	// or the client a trusted proxy forwarded for (Config.TrustedProxies).
+	ClientIP string
 	// Method is the authentication pattern, when known (handshake and refresh stages).
 	Method Method
 	// Subject is the principal, when known.
@@ -96,12 +99,33 @@ type Config struct {
 	Handler Handler
 
 	// Methods lists the enabled patterns. Default AllMethods(). A credential of a disabled
-	// pattern is ignored, as if it were absent.
+	// pattern never authenticates. A handshake that carries no credential of an enabled
+	// pattern but something meant as one — any Authorization header, a subprotocol entry
+	// mentioning "bearer", a query parameter named like a credential (see ReasonNoCredential)
+	// — is refused at once: 401 "no credential" before the upgrade for the first two, close
+	// 1008 "No credential" after it for the query. Cookies of a disabled cookie pattern are
+	// ignored, since browsers send them unasked.
 	Methods []Method
 	// AllowedOrigins lists the exact browser origins, "scheme://host[:port]", that may open a
-	// WebSocket besides the request's own host. Wildcards, paths and "null" are refused by New.
-	// Default none: only requests without Origin (non-browser clients) and same-host origins.
+	// WebSocket besides the server's own origin. Wildcards, paths and "null" are refused by
+	// New. Default none: only requests without Origin (non-browser clients) and the server's
+	// own origin, which is the scheme the request came in with (https over TLS, or what a
+	// trusted proxy reports), the Host header and its port. Scheme, host and port must all
+	// match; a default port (80 for http, 443 for https) is the same as no port.
 	AllowedOrigins []string
+	// AllowCookieWithoutOrigin accepts cookie-authenticated handshakes that carry no Origin
+	// header. Default false: such a handshake is refused with 403 before the upgrade,
+	// because every browser sends Origin on a WebSocket handshake, so a cookie without one
+	// comes from a non-browser client that can just as well send the origin it is allowed.
+	// Other patterns without Origin are always accepted (non-browser clients).
+	AllowCookieWithoutOrigin bool
+	// TrustedProxies lists the reverse proxies, as CIDR prefixes ("10.0.0.0/8") or single
+	// IPs, whose Forwarded or X-Forwarded-For header names the client. For a request from
+	// one of them the client IP of the rate limits and caps is the rightmost forwarded
+	// address that is not itself a trusted proxy, and the scheme of the same-origin check is
+	// the forwarded proto. Default none: forwarding headers are ignored, since any client can
+	// send them.
+	TrustedProxies []string
 	// Subprotocols lists the application subprotocols the server may select, in order of
 	// preference. Default none. Entries may not start with a bearer prefix.
 	Subprotocols []string
@@ -111,8 +135,10 @@ type Config struct {
 
 	// TicketParam is the query parameter carrying a ticket. Default "ticket".
 	TicketParam string
-	// TokenParam is the query parameter carrying a bearer token. Default "token".
-	TokenParam string
+	// TokenParams lists the query parameters that may carry a bearer token, in order of
+	// precedence: the first one present is the credential. Default "token" and
+	// "access_token" (the name RFC 6750 §2.3 uses). None may equal TicketParam.
+	TokenParams []string
 	// CookieName is the session cookie's name. Default "wsauth_session".
 	CookieName string
 
@@ -184,10 +210,39 @@ type Config struct {
 	LoginRate float64
 	// LoginBurst is the burst of LoginRate. Default 5.
 	LoginBurst int
+	// LoginAccountRate is the failed password logins allowed per username per second, from
+	// all IPs together; the token endpoint applies the same limit per client id. A failed
+	// attempt uses up a token, a successful one gives its token back. With no token left the
+	// answer is 429 with Retry-After, whether the password is right or not and whether the
+	// account exists or not. Default 1/60 (one a minute); negative disables the limit.
+	LoginAccountRate float64
+	// LoginAccountBurst is the burst of LoginAccountRate: the failed attempts an account may
+	// take in a row. Default 10.
+	LoginAccountBurst int
 	// MaxPreAuthPerIP caps the connections per client IP that are upgraded but still waiting
 	// for their auth message; over the cap the handshake gets 429 before the upgrade.
 	// Default 16; negative disables the cap.
 	MaxPreAuthPerIP int
+	// MaxConnsPerPrincipal caps the authenticated connections one subject may hold at once
+	// (counted until their sockets are closed). Over the cap a header or subprotocol
+	// handshake gets 429 with Retry-After: 5 before the upgrade; a ticket, query, cookie or
+	// first-message connection is closed 1013 "Too many connections" after the upgrade,
+	// before auth_ok (a ticket is spent by then). Default 0: no cap, because what is normal
+	// depends on the application (one bot, or a thousand load-test clients sharing a
+	// token); 100 is a good start for interactive users, and what `wsauth serve` sets.
+	// Negative also means no cap.
+	MaxConnsPerPrincipal int
+
+	// PingInterval is how long an authenticated connection may be silent before the server
+	// pings it. Silence is judged only while the server is reading the socket: the socket is
+	// read at the handler's pace (see Conn.Read), and while the handler has not asked for
+	// the next message a pong cannot be seen, so that time never counts against the peer.
+	// Any message or pong from the peer ends the silence. Default 30 seconds; negative
+	// disables pings.
+	PingInterval time.Duration
+	// PongTimeout is how long after a ping the server waits for the peer, reading, before it
+	// closes the connection with 1001 "Ping timeout". Default 15 seconds.
+	PongTimeout time.Duration
 
 	// Cluster carries revocations (Revoke, Unrevoke, logouts) to the other instances of a
 	// deployment and theirs to this one; see cluster.go. Default nil: a single instance.
@@ -262,7 +317,23 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	setString(&cfg.TicketParam, "ticket")
-	setString(&cfg.TokenParam, "token")
+	switch {
+	case cfg.TokenParams != nil:
+		cfg.TokenParams = slices.Clone(cfg.TokenParams)
+	default:
+		cfg.TokenParams = slices.Clone(defaultTokenParams)
+	}
+	if len(cfg.TokenParams) == 0 {
+		return cfg, errors.New("wsauth/server: Config.TokenParams is empty; leave it nil for the defaults")
+	}
+	for _, p := range cfg.TokenParams {
+		if p == "" {
+			return cfg, errors.New("wsauth/server: Config.TokenParams has an empty name")
+		}
+		if p == cfg.TicketParam {
+			return cfg, errors.New("wsauth/server: TicketParam and TokenParams must differ")
+		}
+	}
 	setString(&cfg.CookieName, "wsauth_session")
 	setString(&cfg.WSPath, "/ws")
 	setString(&cfg.TicketPath, "/api/ws-ticket")
@@ -272,9 +343,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	setString(&cfg.ControlPrefix, "/control/")
 	if !strings.HasSuffix(cfg.ControlPrefix, "/") {
 		return cfg, fmt.Errorf("wsauth/server: ControlPrefix %q must end with /", cfg.ControlPrefix)
-	}
-	if cfg.TicketParam == cfg.TokenParam {
-		return cfg, errors.New("wsauth/server: TicketParam and TokenParam must differ")
 	}
 	if cfg.TicketStore == nil {
 		cfg.TicketStore = NewMemoryTicketStore()
@@ -294,6 +362,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{&cfg.LoginTTL, 24 * time.Hour, "LoginTTL"},
 		{&cfg.TokenTTL, time.Hour, "TokenTTL"},
 		{&cfg.AuthTimeout, 5 * time.Second, "AuthTimeout"},
+		{&cfg.PongTimeout, 15 * time.Second, "PongTimeout"},
 	} {
 		if *d.p < 0 {
 			return cfg, fmt.Errorf("wsauth/server: %s %v is negative", d.name, *d.p)
@@ -304,6 +373,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = time.Hour
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = 30 * time.Second
 	}
 	if cfg.ExpiryNotice < 0 {
 		return cfg, fmt.Errorf("wsauth/server: ExpiryNotice %v is negative", cfg.ExpiryNotice)
@@ -324,11 +396,16 @@ func (cfg Config) withDefaults() (Config, error) {
 	setRate(&cfg.HandshakeRate, &cfg.HandshakeBurst, 10, 20)
 	setRate(&cfg.TicketRate, &cfg.TicketBurst, 5, 10)
 	setRate(&cfg.LoginRate, &cfg.LoginBurst, 1, 5)
+	setRate(&cfg.LoginAccountRate, &cfg.LoginAccountBurst, 1.0/60, 10)
 	if cfg.MaxPreAuthPerIP == 0 {
 		cfg.MaxPreAuthPerIP = 16
 	}
 	return cfg, nil
 }
+
+// defaultTokenParams are the query parameters of the query pattern: wsauth's own name and
+// RFC 6750's.
+var defaultTokenParams = []string{"token", "access_token"}
 
 func setString(p *string, def string) {
 	if *p == "" {
@@ -354,11 +431,16 @@ type Server struct {
 	origins    *originPolicy
 	acceptOpts websocket.AcceptOptions
 
+	proxies        *proxyPolicy
 	handshakeLimit *ipLimiter
 	ticketLimit    *ipLimiter
 	loginLimit     *ipLimiter
 	tokenLimit     *ipLimiter
 	preAuth        *preAuthCounter
+	// accountLimit and clientLimit count failed password logins per username and failed
+	// token requests per client id, from all IPs together.
+	accountLimit *accountLimiter
+	clientLimit  *accountLimiter
 
 	stats counters
 
@@ -366,6 +448,7 @@ type Server struct {
 	closed       bool
 	conns        map[*Conn]struct{}
 	revoked      map[string]bool
+	principals   map[string]int // authenticated connections per subject, until unregistered
 	refuseStatus int
 	refuseLeft   int
 	pausedUntil  time.Time
@@ -392,6 +475,7 @@ type counters struct {
 	ticketsIssued, ticketsConsumed                    atomic.Int64
 	refreshes, refreshesRefused, refreshesRateLimited atomic.Int64
 	loginsOK, loginsFailed, tokensIssued              atomic.Int64
+	pingTimeouts, principalCapped                     atomic.Int64
 }
 
 // Stats is a snapshot of the server's counters, for tests and monitoring.
@@ -423,6 +507,10 @@ type Stats struct {
 	LoginsFailed int64
 	// TokensIssued counts tokens issued by the token endpoint.
 	TokensIssued int64
+	// PingTimeouts counts connections closed because the peer did not answer a ping.
+	PingTimeouts int64
+	// PrincipalCapped counts handshakes refused by Config.MaxConnsPerPrincipal.
+	PrincipalCapped int64
 }
 
 // New validates cfg, fills in its defaults and returns a Server.
@@ -435,18 +523,26 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	proxies, err := newProxyPolicy(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:            cfg,
 		log:            cfg.Logger,
 		methods:        make(map[Method]bool),
 		origins:        origins,
+		proxies:        proxies,
 		handshakeLimit: newIPLimiter(cfg.HandshakeRate, cfg.HandshakeBurst),
 		ticketLimit:    newIPLimiter(cfg.TicketRate, cfg.TicketBurst),
 		loginLimit:     newIPLimiter(cfg.LoginRate, cfg.LoginBurst),
 		tokenLimit:     newIPLimiter(cfg.LoginRate, cfg.LoginBurst),
 		preAuth:        newPreAuthCounter(cfg.MaxPreAuthPerIP),
+		accountLimit:   newAccountLimiter(cfg.LoginAccountRate, cfg.LoginAccountBurst),
+		clientLimit:    newAccountLimiter(cfg.LoginAccountRate, cfg.LoginAccountBurst),
 		conns:          make(map[*Conn]struct{}),
 		revoked:        make(map[string]bool),
+		principals:     make(map[string]int),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -458,9 +554,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.acceptOpts = websocket.AcceptOptions{
-		Subprotocols:    slices.Clone(cfg.Subprotocols),
-		OriginPatterns:  origins.acceptPatterns(),
-		CompressionMode: websocket.CompressionDisabled,
+		Subprotocols: slices.Clone(cfg.Subprotocols),
+		// serveWS has checked Origin already, with scheme, host and port and default
+		// ports normalised; coder/websocket's own check compares the host alone and
+		// spells ports as sent, so it would refuse "https://h:443" that serveWS allowed.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
 	}
 	return s, nil
 }
@@ -519,6 +618,8 @@ func (s *Server) Stats() Stats {
 		LoginsOK:             s.stats.loginsOK.Load(),
 		LoginsFailed:         s.stats.loginsFailed.Load(),
 		TokensIssued:         s.stats.tokensIssued.Load(),
+		PingTimeouts:         s.stats.pingTimeouts.Load(),
+		PrincipalCapped:      s.stats.principalCapped.Load(),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -612,21 +713,42 @@ func (s *Server) expiryFor(now, credExpiry time.Time, ttl time.Duration) time.Ti
 
 // event starts an AuthEvent for request r.
 func (s *Server) event(r *http.Request, stage Stage, m Method) AuthEvent {
-	return AuthEvent{Stage: stage, RemoteAddr: r.RemoteAddr, Method: m}
+	return AuthEvent{Stage: stage, RemoteAddr: r.RemoteAddr, ClientIP: s.clientIP(r), Method: m}
 }
 
 // refuseHTTP answers r without an upgrade and reports the refusal. A positive retry sets
 // Retry-After in whole seconds (at least one).
 func (s *Server) refuseHTTP(w http.ResponseWriter, ev AuthEvent, status int, retry time.Duration, detail string) {
+	s.refuseHTTPText(w, ev, status, retry, detail, "")
+}
+
+// refuseHTTPText is refuseHTTP with a fixed explanation after the status text in the body
+// ("Unauthorized: no credential"); it must never quote the request.
+func (s *Server) refuseHTTPText(w http.ResponseWriter, ev AuthEvent, status int, retry time.Duration, detail, explain string) {
 	if retry > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(retry.Seconds())))))
+		w.Header().Set("Retry-After", retryAfterValue(retry))
 	}
 	ev.Status = status
 	ev.Reason = http.StatusText(status)
 	ev.Detail = detail
 	s.report(ev)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Error(w, http.StatusText(status), status)
+	body := http.StatusText(status)
+	if explain != "" {
+		body += ": " + explain
+	}
+	http.Error(w, body, status)
+}
+
+// maxRetryAfter caps the Retry-After the server sends: a day, longer than any pause or
+// limit it imposes.
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfterValue renders d as a Retry-After value: whole seconds, rounded up, at least one
+// and at most a day.
+func retryAfterValue(d time.Duration) string {
+	d = min(max(d, time.Second), maxRetryAfter)
+	return strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10)
 }
 
 // refuseWS reports a refusal after the upgrade; the caller closes the connection.
@@ -653,6 +775,9 @@ func (s *Server) report(ev AuthEvent) {
 	}
 	attrs := []any{
 		"stage", string(ev.Stage), "remote", ev.RemoteAddr, "ok", ev.OK, "reason", ev.Reason,
+	}
+	if ev.ClientIP != "" && ev.ClientIP != hostOf(ev.RemoteAddr) {
+		attrs = append(attrs, "client_ip", ev.ClientIP)
 	}
 	if ev.Method != "" {
 		attrs = append(attrs, "method", string(ev.Method))

@@ -38,7 +38,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	writeJSONMsg(t, c, map[string]string{"type": "auth", "token": "canary-token-first-message"})
 	expectClose(t, c)
 	expectClose(t, e.mustDial(t, e.wsURL("?ticket=canary-ticket"), nil))
-	expectClose(t, e.mustDial(t, e.wsURL(""), cookieOpts(&http.Cookie{Name: "wsauth_session", Value: "canary-cookie"})))
+	expectClose(t, e.mustDial(t, e.wsURL(""), e.cookieOpts(&http.Cookie{Name: "wsauth_session", Value: "canary-cookie"})))
 	e.login(t, `{"username":"alice","password":"canary-password-wrong"}`)
 	e.post(t, "/api/ws-ticket", "", "", http.Header{"Authorization": {"Bearer canary-token-header"}})
 	e.post(t, "/oauth/token", "application/x-www-form-urlencoded",
@@ -51,7 +51,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	ticket := e.ticket(t, valid)
 	tc := e.mustDialAuthed(t, e.wsURL("?ticket="+ticket), nil)
 	echo(t, tc, "x")
-	cc := e.mustDialAuthed(t, e.wsURL(""), cookieOpts(ck))
+	cc := e.mustDialAuthed(t, e.wsURL(""), e.cookieOpts(ck))
 	echo(t, cc, "x")
 	resp, body := e.post(t, "/oauth/token", "application/x-www-form-urlencoded",
 		url.Values{"grant_type": {"client_credentials"}, "client_id": {"bot"}, "client_secret": {"canary-client-secret"}}.Encode(), nil)
@@ -100,7 +100,7 @@ func TestNewValidation(t *testing.T) {
 		"no pre-auth limit":       func(c *Config) { c.PreAuthReadLimit = -1 },
 		"bad read limit":          func(c *Config) { c.ReadLimit = -2 },
 		"control prefix":          func(c *Config) { c.ControlPrefix = "/control" },
-		"same params":             func(c *Config) { c.TicketParam, c.TokenParam = "t", "t" },
+		"same params":             func(c *Config) { c.TicketParam, c.TokenParams = "t", []string{"t"} },
 		"empty bearer prefix":     func(c *Config) { c.BearerPrefixes = []string{""} },
 		"bearer prefix with list": func(c *Config) { c.BearerPrefixes = []string{"a, b"} },
 	}
@@ -167,7 +167,7 @@ func TestRoutes(t *testing.T) {
 
 func TestCustomPathsAndParams(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.WSPath, c.TicketPath, c.TicketParam, c.TokenParam, c.CookieName = "/socket", "/t", "tk", "access_token", "sid"
+		c.WSPath, c.TicketPath, c.TicketParam, c.TokenParams, c.CookieName = "/socket", "/t", "tk", []string{"access_token"}, "sid"
 	})
 	u := "ws" + strings.TrimPrefix(e.hs.URL, "http") + "/socket"
 	echo(t, e.mustDialAuthed(t, u+"?access_token="+e.token(t, "alice"), nil), "custom token param")
@@ -177,5 +177,5 @@ func TestCustomPathsAndParams(t *testing.T) {
 	_, ck := e.login(t, `{"token":"`+e.token(t, "alice")+`"}`)
 	require.NotNil(t, ck)
 	require.Equal(t, "sid", ck.Name)
-	echo(t, e.mustDialAuthed(t, u, cookieOpts(ck)), "custom cookie")
+	echo(t, e.mustDialAuthed(t, u, e.cookieOpts(ck)), "custom cookie")
 }

@@ -114,7 +114,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev := s.event(r, StageLogin, "")
-	if ok, wait := s.loginLimit.allow(clientIP(r)); !ok {
+	if ok, wait := s.loginLimit.allow(ev.ClientIP); !ok {
 		s.refuseHTTP(w, ev, http.StatusTooManyRequests, wait, "rate limited")
 		return
 	}
@@ -142,11 +142,18 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		}
 		subject = id.Subject
 	case req.Token == "" && req.Username != "":
+		// Per account, from all IPs together: the per-IP limit alone lets a botnet guess
+		// one password from many addresses. The answer is the same for unknown names.
+		if ok, wait := s.accountLimit.take(req.Username); !ok {
+			s.refuseHTTPText(w, ev, http.StatusTooManyRequests, wait, "account rate limited", "too many failed logins for this account")
+			return
+		}
 		if !s.checkPassword(req.Username, req.Password) {
 			s.stats.loginsFailed.Add(1)
 			s.refuseHTTP(w, ev, http.StatusUnauthorized, 0, "bad username or password")
 			return
 		}
+		s.accountLimit.refund(req.Username)
 		subject = req.Username
 		if s.isRevoked(subject) {
 			s.stats.loginsFailed.Add(1)
@@ -171,7 +178,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		Path:     "/",
 		MaxAge:   int(s.cfg.LoginTTL / time.Second),
 		HttpOnly: true,
-		Secure:   r.TLS != nil || s.cfg.CookieSecure,
+		Secure:   s.requestScheme(r) == "https" || s.cfg.CookieSecure,
 		SameSite: http.SameSiteStrictMode,
 	})
 	w.Header().Set("Cache-Control", "no-store")
@@ -219,7 +226,7 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
 		Path:     "/",
 		MaxAge:   -1,
 		HttpOnly: true,
-		Secure:   r.TLS != nil || s.cfg.CookieSecure,
+		Secure:   s.requestScheme(r) == "https" || s.cfg.CookieSecure,
 		SameSite: http.SameSiteStrictMode,
 	})
 	w.WriteHeader(http.StatusNoContent)

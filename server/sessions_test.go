@@ -36,7 +36,7 @@ func TestPasswordLogin(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Users = map[string]string{"alice": "correct horse"} })
 	resp, ck := e.login(t, `{"username":"alice","password":"correct horse"}`)
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
-	c := e.mustDialAuthed(t, e.wsURL(""), cookieOpts(ck))
+	c := e.mustDialAuthed(t, e.wsURL(""), e.cookieOpts(ck))
 	echo(t, c, "hi")
 	p := e.nextConn(t).Principal()
 	require.Equal(t, "alice", p.Subject)
@@ -77,7 +77,7 @@ func TestCookieSessionExpiryBoundsConnection(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.SessionStore = store })
 	id, err := store.Create(ctxT(t), SessionData{Subject: "alice", Created: time.Now(), Expires: time.Now().Add(10 * time.Minute)})
 	require.NoError(t, err)
-	c := e.mustDialAuthed(t, e.wsURL(""), cookieOpts(&http.Cookie{Name: "wsauth_session", Value: id}))
+	c := e.mustDialAuthed(t, e.wsURL(""), e.cookieOpts(&http.Cookie{Name: "wsauth_session", Value: id}))
 	echo(t, c, "hi")
 	p := e.nextConn(t).Principal()
 	require.WithinDuration(t, time.Now().Add(10*time.Minute), p.ExpiresAt, time.Minute, "min(SessionTTL 1h, session expiry)")
@@ -87,9 +87,9 @@ func TestLogoutClosesSessionConnections(t *testing.T) {
 	e := newEnv(t)
 	_, ck := e.login(t, `{"token":"`+e.token(t, "alice")+`"}`)
 	_, other := e.login(t, `{"token":"`+e.token(t, "alice")+`"}`)
-	c := e.mustDialAuthed(t, e.wsURL(""), cookieOpts(ck))
+	c := e.mustDialAuthed(t, e.wsURL(""), e.cookieOpts(ck))
 	echo(t, c, "hi")
-	d := e.mustDialAuthed(t, e.wsURL(""), cookieOpts(other))
+	d := e.mustDialAuthed(t, e.wsURL(""), e.cookieOpts(other))
 	echo(t, d, "hi")
 
 	resp, _ := e.post(t, "/api/logout", "", "", http.Header{"Cookie": {ck.Name + "=" + ck.Value}})
@@ -105,7 +105,7 @@ func TestLogoutClosesSessionConnections(t *testing.T) {
 
 	requireClose(t, c, websocket.StatusPolicyViolation, ReasonLoggedOut)
 	echo(t, d, "another session is untouched")
-	requireRefused(t, e.mustDial(t, e.wsURL(""), cookieOpts(ck)), websocket.StatusPolicyViolation, ReasonUnauthorized)
+	requireRefused(t, e.mustDial(t, e.wsURL(""), e.cookieOpts(ck)), websocket.StatusPolicyViolation, ReasonUnauthorized)
 
 	// Logout without a cookie is harmless.
 	resp, _ = e.post(t, "/api/logout", "", "", nil)

@@ -109,7 +109,7 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev := s.event(r, StageTicket, "")
-	if ok, wait := s.ticketLimit.allow(clientIP(r)); !ok {
+	if ok, wait := s.ticketLimit.allow(ev.ClientIP); !ok {
 		s.refuseHTTP(w, ev, http.StatusTooManyRequests, wait, "rate limited")
 		return
 	}

@@ -58,6 +58,11 @@ const maxTokenLen = 8 << 10
 // time arithmetic.
 const maxNumericDate = 253402300799
 
+// b64 decodes the parts of a token strictly: the unused bits of the last character must be
+// zero, so that one token has one spelling, and changing any character of a valid token
+// makes it invalid.
+var b64 = base64.RawURLEncoding.Strict()
+
 // hs256Header is the fixed, pre-encoded JOSE header of every token the issuer mints.
 var hs256Header = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
@@ -133,7 +138,7 @@ func (i *HMACIssuer) Verify(_ context.Context, token string) (Identity, error) {
 
 	// The header is checked before the signature so that "alg":"none" and friends are refused
 	// for what they are; the signature is checked before the claims are trusted.
-	rawHeader, err := base64.RawURLEncoding.DecodeString(header)
+	rawHeader, err := b64.DecodeString(header)
 	if err != nil {
 		return Identity{}, errMalformed
 	}
@@ -146,7 +151,7 @@ func (i *HMACIssuer) Verify(_ context.Context, token string) (Identity, error) {
 	if h.Alg != "HS256" {
 		return Identity{}, errAlgorithm
 	}
-	gotSig, err := base64.RawURLEncoding.DecodeString(sig)
+	gotSig, err := b64.DecodeString(sig)
 	if err != nil {
 		return Identity{}, errMalformed
 	}
@@ -154,7 +159,7 @@ func (i *HMACIssuer) Verify(_ context.Context, token string) (Identity, error) {
 		return Identity{}, errSignature
 	}
 
-	rawClaims, err := base64.RawURLEncoding.DecodeString(payload)
+	rawClaims, err := b64.DecodeString(payload)
 	if err != nil {
 		return Identity{}, errMalformed
 	}

@@ -62,7 +62,25 @@ type serveFlags struct {
 	noRateLimits  bool
 	authTimeout   time.Duration
 	maxPreAuthPer int
+
+	trustedProxies  *listFlag
+	maxConnsPerIP   int
+	maxConns        int
+	maxPerPrincipal int
+	pingInterval    time.Duration
+	pongTimeout     time.Duration
+	headerTimeout   time.Duration
+	idleTimeout     time.Duration
 }
+
+// Connection caps of serve, documented defaults. A cap per principal is
+// on here although package server leaves it off by default: a demo server
+// reachable by others must not let one token take every socket.
+const (
+	defaultMaxConnsPerIP   = 100
+	defaultMaxConns        = 1000
+	defaultMaxPerPrincipal = 100
+)
 
 func serveCommand() *command {
 	return &command{
@@ -86,12 +104,24 @@ without credentials; each connection's end is logged as "connection ended" with 
 close code the client sent. SIGINT or SIGTERM closes every WebSocket with 1001 and
 exits 0.
 
+Hardening (see package server's NewHTTPServer and ConnLimiter): a connection
+has --read-header-timeout for its TLS handshake and headers, and an idle
+keep-alive connection is closed after --idle-timeout. At most --max-conns-per-ip
+TCP connections per client IP and --max-conns in all, of every kind (idle,
+handshaking, waiting for auth, WebSockets); over a cap a connection gets 503
+with Retry-After and is closed. Cookie handshakes need an Origin header. A
+silent WebSocket is pinged after --ping-interval and closed (1001 "Ping
+timeout") when it does not answer within --pong-timeout. Behind a reverse
+proxy, list it with --trusted-proxy: its X-Forwarded-For or Forwarded header
+then names the client for the limits, and its proto the scheme of the Origin
+check.
+
 Not for production: the accounts below are demo defaults, and --test-controls lets
 anyone who can reach the server close or revoke connections.`,
 		groups: []flagGroup{
-			{"Listening", []string{"addr", "tls-cert", "tls-key", "origin", "subprotocol"}},
+			{"Listening", []string{"addr", "tls-cert", "tls-key", "origin", "subprotocol", "trusted-proxy", "max-conns-per-ip", "max-conns", "read-header-timeout", "idle-timeout"}},
 			{"Credentials", []string{"secret", "user", "client", "token-ttl"}},
-			{"Sessions", []string{"session-ttl", "ticket-ttl", "expiry-notice", "auth-timeout", "no-rate-limits", "max-pre-auth"}},
+			{"Sessions", []string{"session-ttl", "ticket-ttl", "expiry-notice", "auth-timeout", "no-rate-limits", "max-pre-auth", "max-conns-per-principal", "ping-interval", "pong-timeout"}},
 			{"Tests and logs", []string{"test-controls", "log-format", "log-level"}},
 		},
 		flags: func() (*flag.FlagSet, any) {
@@ -102,6 +132,8 @@ anyone who can reach the server close or revoke connections.`,
 				users:        newListFlag(defaultUser),
 				clients:      newListFlag(defaultClient),
 				secret:       &textFlag{text: "WSAUTH_SECRET, else a random key that is never shown, and a demo token is printed"},
+
+				trustedProxies: newListFlag(),
 			}
 			fs.StringVar(&f.addr, "addr", defaultServeAddr, "listen on `HOST:PORT`; port 0 picks a free one")
 			fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS (https, wss) with the PEM certificate chain in `FILE`; needs --tls-key")
@@ -116,8 +148,16 @@ anyone who can reach the server close or revoke connections.`,
 			fs.DurationVar(&f.ticketTTL, "ticket-ttl", 30*time.Second, "lifetime `D` of a ticket")
 			fs.DurationVar(&f.expiryNotice, "expiry-notice", 0, "send {\"type\":\"expiring\"} `D` before a session ends; 0: never")
 			fs.DurationVar(&f.authTimeout, "auth-timeout", 5*time.Second, "how long an upgraded connection may take to send its auth message, `D`")
-			fs.BoolVar(&f.noRateLimits, "no-rate-limits", false, "turn off the per-IP rate limits of handshakes, tickets, logins and refreshes (load tests)")
+			fs.BoolVar(&f.noRateLimits, "no-rate-limits", false, "turn off the rate limits of handshakes, tickets, logins (per IP and per account) and refreshes (load tests; the connection caps have their own flags)")
 			fs.IntVar(&f.maxPreAuthPer, "max-pre-auth", 16, "connections per IP that may wait for their auth message at once, `N`")
+			fs.Var(f.trustedProxies, "trusted-proxy", "reverse proxy `CIDR` (or IP) whose X-Forwarded-For/Forwarded names the client; repeatable")
+			fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", defaultMaxConnsPerIP, "TCP connections one client IP may hold at once, `N`; -1: no cap")
+			fs.IntVar(&f.maxConns, "max-conns", defaultMaxConns, "TCP connections the server holds at once, `N`; -1: no cap")
+			fs.IntVar(&f.maxPerPrincipal, "max-conns-per-principal", defaultMaxPerPrincipal, "authenticated connections one subject may hold at once, `N`; -1: no cap")
+			fs.DurationVar(&f.pingInterval, "ping-interval", 30*time.Second, "ping a WebSocket silent for `D`; negative: never")
+			fs.DurationVar(&f.pongTimeout, "pong-timeout", 15*time.Second, "close a pinged WebSocket that does not answer within `D`")
+			fs.DurationVar(&f.headerTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time `D` a connection has for its TLS handshake and request headers")
+			fs.DurationVar(&f.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a keep-alive connection idle for `D`")
 			fs.BoolVar(&f.testControls, "test-controls", false, "mount the fault hooks under /control/ (close-all, revoke, expire, refuse, pause, going-away); tests only")
 			fs.StringVar(&f.logFormat, "log-format", "text", "log `FORMAT` on stderr: text|json")
 			fs.StringVar(&f.logLevel, "log-level", "info", "log `LEVEL`: debug|info|warn|error")
@@ -140,6 +180,7 @@ type serveSetup struct {
 	tlsCert     *tls.Certificate
 	log         *slog.Logger
 	defaultUser bool
+	limiter     *server.ConnLimiter
 }
 
 func newServeSetup(f *serveFlags, s stdio) (*serveSetup, error) {
@@ -202,6 +243,29 @@ func newServeSetup(f *serveFlags, s stdio) (*serveSetup, error) {
 	if f.maxPreAuthPer < 1 {
 		return nil, usagef("--max-pre-auth must be at least 1")
 	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"--max-conns-per-ip", f.maxConnsPerIP}, {"--max-conns", f.maxConns}, {"--max-conns-per-principal", f.maxPerPrincipal}} {
+		if n.v == 0 || n.v < -1 {
+			return nil, usagef("%s must be at least 1, or -1 for no cap", n.name)
+		}
+	}
+	if f.pingInterval == 0 || f.pongTimeout <= 0 {
+		return nil, usagef("--ping-interval must not be 0 (negative: never), --pong-timeout must be positive")
+	}
+	if f.headerTimeout <= 0 || f.idleTimeout <= 0 {
+		return nil, usagef("--read-header-timeout and --idle-timeout must be positive")
+	}
+	lim, err := server.NewConnLimiter(server.ConnLimits{
+		MaxPerIP:       f.maxConnsPerIP,
+		MaxTotal:       f.maxConns,
+		TrustedProxies: f.trustedProxies.vals,
+	})
+	if err != nil {
+		return nil, usagef("--trusted-proxy: %v", err)
+	}
+	st.limiter = lim
 
 	st.cfg = server.Config{
 		Verifier:        iss,
@@ -219,9 +283,15 @@ func newServeSetup(f *serveFlags, s stdio) (*serveSetup, error) {
 		MaxPreAuthPerIP: f.maxPreAuthPer,
 		TestControls:    f.testControls,
 		Logger:          st.log,
+
+		TrustedProxies:       f.trustedProxies.vals,
+		MaxConnsPerPrincipal: f.maxPerPrincipal,
+		PingInterval:         f.pingInterval,
+		PongTimeout:          f.pongTimeout,
 	}
 	if f.noRateLimits {
 		st.cfg.HandshakeRate, st.cfg.TicketRate, st.cfg.LoginRate, st.cfg.RefreshRate = -1, -1, -1, -1
+		st.cfg.LoginAccountRate = -1
 	}
 	return st, nil
 }
@@ -264,12 +334,12 @@ func runServe(ctx context.Context, f *serveFlags, s stdio) int {
 		io.WriteString(w, "ok\n")
 	})
 	mux.Handle("/", srv)
-	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Failed TLS handshakes and the like, at debug level.
-		ErrorLog: slog.NewLogLogger(st.log.Handler(), slog.LevelDebug),
-	}
+	// Timeouts and connection caps: the limiter sees the TCP connection under
+	// TLS, so a WebSocket holds its slot until its socket closes.
+	hs := server.NewHTTPServer(mux, st.limiter)
+	hs.ReadHeaderTimeout, hs.IdleTimeout = f.headerTimeout, f.idleTimeout
+	// Failed TLS handshakes and the like, at debug level.
+	hs.ErrorLog = slog.NewLogLogger(st.log.Handler(), slog.LevelDebug)
 	base := scheme + "://" + ln.Addr().String()
 	printBanner(s.out, st, f, base)
 	st.log.Info("listening", "addr", ln.Addr().String(), "tls", st.tlsCert != nil,

@@ -191,8 +191,10 @@ func (in *instance) logout(t *testing.T, ck *http.Cookie) *http.Response {
 }
 
 // cookieOpts sends the session cookie on the handshake.
-func cookieOpts(ck *http.Cookie) *websocket.DialOptions {
-	return &websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {ck.Name + "=" + ck.Value}}}
+func (in *instance) cookieOpts(ck *http.Cookie) *websocket.DialOptions {
+	// The instance's own origin, as a page it served would send: the server
+	// refuses cookie handshakes without one.
+	return &websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {ck.Name + "=" + ck.Value}, "Origin": {in.hs.URL}}}
 }
 
 // headerOpts sends the token in an Authorization header.

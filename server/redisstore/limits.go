@@ -42,10 +42,10 @@ func (l *Limits) RateLimiter(name string, perSecond float64, burst int) server.R
 	}
 }
 
-// ConnLimiter returns the cap called name, one per key, in sorted sets
+// SlotLimiter returns the cap called name, one per key, in sorted sets
 // prefix+"conns:"+name+":"+key of leases; see server.Limits and Options.LeaseTTL.
-func (l *Limits) ConnLimiter(name string, max int) server.ConnLimiter {
-	return &connLimiter{st: l.st, name: name, max: max, held: make(map[string]map[string]bool)}
+func (l *Limits) SlotLimiter(name string, max int) server.SlotLimiter {
+	return &slotLimiter{st: l.st, name: name, max: max, held: make(map[string]map[string]bool)}
 }
 
 // rateScript takes one token from a bucket. KEYS: bucket. ARGV: rate (tokens a second),
@@ -189,9 +189,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 `)
 
-// connLimiter is one family of shared connection caps. The slots an instance holds are
+// slotLimiter is one family of shared connection caps. The slots an instance holds are
 // leases that a goroutine renews while there are any; it stops when the last is released.
-type connLimiter struct {
+type slotLimiter struct {
 	st   *Store
 	name string
 	max  int
@@ -207,8 +207,8 @@ type connLimiter struct {
 	stopped chan struct{}
 }
 
-// Acquire takes a slot of key; see server.ConnLimiter.
-func (c *connLimiter) Acquire(ctx context.Context, key string) (func(), bool) {
+// Acquire takes a slot of key; see server.SlotLimiter.
+func (c *slotLimiter) Acquire(ctx context.Context, key string) (func(), bool) {
 	member := randomTag()
 	lease := c.st.leaseTTL.Milliseconds()
 	octx, cancel := c.st.op(ctx)
@@ -238,12 +238,12 @@ func (c *connLimiter) Acquire(ctx context.Context, key string) (func(), bool) {
 	return sync.OnceFunc(func() { c.release(key, member) }), true
 }
 
-func (c *connLimiter) setKey(key string) string {
+func (c *slotLimiter) setKey(key string) string {
 	return c.st.key("conns:" + c.name + ":" + key)
 }
 
 // release gives a slot back, and stops the renewer with the last one.
-func (c *connLimiter) release(key, member string) {
+func (c *slotLimiter) release(key, member string) {
 	c.mu.Lock()
 	delete(c.held[key], member)
 	if len(c.held[key]) == 0 {
@@ -270,7 +270,7 @@ func (c *connLimiter) release(key, member string) {
 }
 
 // renew extends the held leases every LeaseTTL/3 until stop is closed.
-func (c *connLimiter) renew(stop, stopped chan struct{}) {
+func (c *slotLimiter) renew(stop, stopped chan struct{}) {
 	defer close(stopped)
 	tick := time.NewTicker(c.st.leaseTTL / 3)
 	defer tick.Stop()
@@ -285,7 +285,7 @@ func (c *connLimiter) renew(stop, stopped chan struct{}) {
 }
 
 // renewHeld extends every lease held now.
-func (c *connLimiter) renewHeld() {
+func (c *slotLimiter) renewHeld() {
 	c.redisMu.Lock()
 	defer c.redisMu.Unlock()
 	c.mu.Lock()

@@ -83,17 +83,17 @@ func TestRateLimiterFallback(t *testing.T) {
 	require.False(t, ok)
 }
 
-// TestConnLimiterShared: at most max slots per key across instances; a release frees one.
-func TestConnLimiterShared(t *testing.T) {
+// TestSlotLimiterShared: at most max slots per key across instances; a release frees one.
+func TestSlotLimiterShared(t *testing.T) {
 	d := newDeployment(t)
 	ctx := ctxT(t)
-	a := d.store(t).Limits().ConnLimiter("principal", 2)
-	b := d.store(t).Limits().ConnLimiter("principal", 2)
+	a := d.store(t).Limits().SlotLimiter("principal", 2)
+	b := d.store(t).Limits().SlotLimiter("principal", 2)
 	r1, ok := a.Acquire(ctx, "alice")
 	require.True(t, ok)
 	r2, ok := b.Acquire(ctx, "alice")
 	require.True(t, ok)
-	for _, l := range []server.ConnLimiter{a, b} {
+	for _, l := range []server.SlotLimiter{a, b} {
 		_, ok = l.Acquire(ctx, "alice")
 		require.False(t, ok, "alice holds both slots")
 	}
@@ -111,14 +111,14 @@ func TestConnLimiterShared(t *testing.T) {
 	require.Empty(t, d.keys(t), "no slot left behind")
 }
 
-// TestConnLimiterLeases: a slot is a lease on Redis's clock, so an instance that dies
+// TestSlotLimiterLeases: a slot is a lease on Redis's clock, so an instance that dies
 // frees its slots after LeaseTTL; renewal extends the leases, and puts back those a Redis
 // restart lost.
-func TestConnLimiterLeases(t *testing.T) {
+func TestSlotLimiterLeases(t *testing.T) {
 	d := newDeployment(t)
 	ctx := ctxT(t)
 	st := New(d.client(t), &Options{LeaseTTL: 30 * time.Second})
-	l := st.Limits().ConnLimiter("principal", 1).(*connLimiter)
+	l := st.Limits().SlotLimiter("principal", 1).(*slotLimiter)
 	release, ok := l.Acquire(ctx, "alice")
 	require.True(t, ok)
 	defer release()
@@ -137,7 +137,7 @@ func TestConnLimiterLeases(t *testing.T) {
 	require.InDelta(t, float64(now.Add(30*time.Second).UnixMilli()), score(), 5000, "the lease ends LeaseTTL from Redis's now")
 
 	require.NoError(t, c.FlushAll(ctx).Err()) // Redis lost its data
-	other, ok := st.Limits().ConnLimiter("principal", 1).Acquire(ctx, "alice")
+	other, ok := st.Limits().SlotLimiter("principal", 1).Acquire(ctx, "alice")
 	require.True(t, ok, "a lost lease frees the slot")
 	defer other()
 	l.renewHeld()
@@ -146,11 +146,11 @@ func TestConnLimiterLeases(t *testing.T) {
 	require.EqualValues(t, 2, n, "renewal puts the lost lease back")
 }
 
-// TestConnLimiterFallback: with Redis down the cap is kept per instance.
-func TestConnLimiterFallback(t *testing.T) {
+// TestSlotLimiterFallback: with Redis down the cap is kept per instance.
+func TestSlotLimiterFallback(t *testing.T) {
 	d := newDeployment(t)
 	ctx := ctxT(t)
-	l := d.store(t).Limits().ConnLimiter("principal", 1)
+	l := d.store(t).Limits().SlotLimiter("principal", 1)
 	d.rs.Stop(t)
 	release, ok := l.Acquire(ctx, "alice")
 	require.True(t, ok)

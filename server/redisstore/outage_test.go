@@ -68,7 +68,7 @@ func TestOutage(t *testing.T) {
 	open := []*websocket.Conn{
 		authed(t, a.wsURL(""), headerOpts(alice)),
 		authed(t, a.wsURL("?ticket="+b.ticket(t, alice)), nil),
-		authed(t, a.wsURL(""), cookieOpts(ck)),
+		authed(t, a.wsURL(""), a.cookieOpts(ck)),
 	}
 	carolOnA := authed(t, a.wsURL(""), headerOpts(carol))
 
@@ -86,7 +86,7 @@ func TestOutage(t *testing.T) {
 	require.Nil(t, ck2)
 	unavailable("logout", b.logout(t, ck))
 	unavailable("ticket handshake", refusedStatus(t, b.wsURL("?ticket="+saved), nil, http.StatusServiceUnavailable))
-	unavailable("cookie handshake", refusedStatus(t, a.wsURL(""), cookieOpts(ck), http.StatusServiceUnavailable))
+	unavailable("cookie handshake", refusedStatus(t, a.wsURL(""), a.cookieOpts(ck), http.StatusServiceUnavailable))
 	echo(t, authed(t, a.wsURL(""), headerOpts(alice)), "a token handshake needs no Redis")
 	for _, c := range open {
 		echo(t, c, "still open")
@@ -121,7 +121,7 @@ func TestOutage(t *testing.T) {
 	b.waitSynced(t)
 
 	echo(t, authed(t, b.wsURL("?ticket="+saved), nil), "the ticket issued before the outage")
-	echo(t, authed(t, a.wsURL(""), cookieOpts(ck)), "the session from before the outage")
+	echo(t, authed(t, a.wsURL(""), a.cookieOpts(ck)), "the session from before the outage")
 	a.ticket(t, alice)
 	resp, ck3 := b.login(t, bob)
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)

@@ -27,7 +27,7 @@ type Options struct {
 	// AuthTimeout (5 seconds by default). It bounds network reads only if the client was
 	// made with ContextTimeoutEnabled; otherwise go-redis's own ReadTimeout applies.
 	Timeout time.Duration
-	// LeaseTTL is how long a connection slot taken from a ConnLimiter outlives an instance
+	// LeaseTTL is how long a connection slot taken from a SlotLimiter outlives an instance
 	// that died holding it; live instances renew their slots every LeaseTTL/3. Default
 	// 1 minute.
 	LeaseTTL time.Duration
