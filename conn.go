@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,6 +190,9 @@ func (pc *physConn) readLoop() {
 		// socket to end the read.
 		typ, data, err := pc.ws.Read(context.Background())
 		if err != nil {
+			if brokeProtocol(err) {
+				err = fmt.Errorf("%w: %w", ErrProtocol, err)
+			}
 			pc.fail(err)
 			return
 		}
@@ -204,6 +209,26 @@ func (pc *physConn) readLoop() {
 			}
 		}
 	}
+}
+
+// violations are how coder/websocket words the protocol violations it
+// detects on reading, which it answers with a close 1002 of its own; a
+// message over the read limit is its ErrMessageTooBig (close 1009).
+var violations = []string{
+	"received header with unexpected rsv bits", "received unknown opcode",
+	"received control frame payload with invalid length", "received fragmented control frame",
+	"received invalid close payload", "received continuation frame without",
+	"received new data message without finishing",
+}
+
+// brokeProtocol reports a read error that is the server's protocol
+// violation, detected by the client.
+func brokeProtocol(err error) bool {
+	if errors.Is(err, websocket.ErrMessageTooBig) {
+		return true
+	}
+	msg := err.Error()
+	return slices.ContainsFunc(violations, func(v string) bool { return strings.Contains(msg, v) })
 }
 
 // handle acts on one server message as the dialect reads it; false means

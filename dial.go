@@ -2,6 +2,8 @@ package wsauth
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -165,6 +167,9 @@ func (c *Client) awaitVerdict(ctx, actx context.Context, pc *physConn, announced
 
 // failed builds the Ending of an attempt that did not get through.
 func (c *Client) failed(ctx context.Context, phase Phase, err error) Ending {
+	if badCertificate(err) {
+		err = fmt.Errorf("%w: %w", ErrCertificate, err)
+	}
 	e := Ending{Phase: phase, Err: err}
 	if ctx.Err() != nil {
 		e.Local = true
@@ -179,6 +184,15 @@ func (c *Client) failed(ctx context.Context, phase Phase, err error) Ending {
 		e.Code, e.Reason = ce.Code, ce.Reason
 	}
 	return e
+}
+
+// badCertificate reports a TLS certificate the client could not verify.
+func badCertificate(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
 }
 
 // dialError turns a failed dial into an error that carries no credential:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -48,6 +49,21 @@ var (
 	// the client never follows such a redirect, so no credential reaches
 	// it. It stops the client: the endpoint's URL needs fixing.
 	ErrRedirect = errors.New("wsauth: refusing a redirect to another origin")
+
+	// ErrProtocol is wrapped by the cause of a connection the client
+	// ended because the server broke the WebSocket protocol in a way the
+	// client detected itself: a message larger than Options.ReadLimit, a
+	// compressed frame on a connection that never negotiated compression,
+	// a malformed frame. Like the protocol-error close codes, it counts
+	// toward Options.MaxProtocolErrors.
+	ErrProtocol = errors.New("wsauth: the server broke the WebSocket protocol")
+
+	// ErrCertificate is wrapped by the cause of an attempt that failed
+	// because the server's TLS certificate could not be verified (unknown
+	// authority, wrong host name, expired). It is a configuration error,
+	// not an outage: after a few in a row the client stops (GaveUpError
+	// with Why "certificate"). Trust a private CA with Options.TLSConfig.
+	ErrCertificate = errors.New("wsauth: the server's TLS certificate could not be verified")
 
 	// ErrInsecureTransport is wrapped by the error for a credential that
 	// would travel unencrypted to a host that is not loopback.
@@ -133,7 +149,7 @@ func (e *AuthError) Error() string {
 // of the last ending and of the server's last verdict.
 type GaveUpError struct {
 	// Why says which limit ended the client: "authentication", "protocol",
-	// "backoff" or "policy".
+	// "certificate", "backoff" or "policy".
 	Why string
 	// Attempts is the number of connection attempts made in the run of
 	// failures that ended the client.
@@ -200,22 +216,25 @@ func codeName(c StatusCode) string {
 	return "application code"
 }
 
+// maxRetryAfterSeconds caps a Retry-After in seconds before it becomes a
+// Duration, which would overflow past 292 years and come out tiny or
+// negative; Options.MaxRetryAfter caps it again, lower.
+const maxRetryAfterSeconds = 365 * 24 * 3600
+
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	var secs int64
-	if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && fmt.Sprint(secs) == v {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return time.Duration(min(secs, maxRetryAfterSeconds)) * time.Second
+	} else if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+		return maxRetryAfterSeconds * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, maxRetryAfterSeconds*time.Second)
 		}
 	}
 	return 0

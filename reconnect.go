@@ -330,7 +330,13 @@ type streak struct {
 	authFailures int // refusals in a row
 	protoErrors  int // protocol-error closes in a row
 	ended        int // sessions the server ended
+	certFailures int // unverifiable certificates in a row
 }
+
+// maxCertificateFailures is how many unverifiable certificates in a row
+// stop the client: a configuration error, given a little room for a
+// network that briefly intercepted TLS.
+const maxCertificateFailures = 3
 
 // step is what the policy makes of one ending: why the next credentials
 // are asked for and whether the attempt starts at once, or which limit
@@ -367,7 +373,15 @@ func (s *streak) next(end Ending, action Action, o *Options) step {
 		}
 		return step{why: ReasonRejected, immediate: s.authFailures == 1}
 	}
-	if isProtocolError(end.Code) {
+	if errors.Is(end.Err, ErrCertificate) {
+		s.certFailures++
+		if s.certFailures >= maxCertificateFailures {
+			return step{stop: "certificate"}
+		}
+	} else {
+		s.certFailures = 0
+	}
+	if isProtocolError(end.Code) || errors.Is(end.Err, ErrProtocol) {
 		s.protoErrors++
 		if s.protoErrors >= o.MaxProtocolErrors {
 			return step{stop: "protocol"}

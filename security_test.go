@@ -2,6 +2,8 @@ package wsauth
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -358,4 +361,78 @@ func TestSecretsNeverReachErrorsEventsOrLogs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rawServer completes the WebSocket handshake by hand and then writes
+// frame, bytes coder/websocket would never send: a server that breaks the
+// protocol.
+func rawServer(t *testing.T, frame []byte) (string, *atomic.Int32) {
+	var upgrades atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		upgrades.Add(1)
+		fmt.Fprintf(buf, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			base64.StdEncoding.EncodeToString(h[:]))
+		buf.Write(frame)
+		buf.Flush()
+		_, _ = io.Copy(io.Discard, conn) // until the client hangs up
+	}))
+	t.Cleanup(srv.Close)
+	return wsOf(srv.URL) + "/ws", &upgrades
+}
+
+func TestProtocolErrorsTheClientDetectsCount(t *testing.T) {
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		_ = ws.Write(r.Context(), websocket.MessageText, []byte(strings.Repeat("x", 4096)))
+		_, _, _ = ws.Read(r.Context())
+	}))
+	t.Cleanup(big.Close)
+	compressed, upgrades := rawServer(t, []byte{0xC1, 0x05, 'h', 'e', 'l', 'l', 'o'}) // FIN, RSV1, text
+	for _, tc := range []struct {
+		name string
+		url  string
+	}{
+		{"a message over the read limit", wsOf(big.URL) + "/ws"},
+		{"a compressed frame that was never negotiated", compressed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newRecorder()
+			c, err := New(tc.url, &Options{ReadLimit: 1024, MaxProtocolErrors: 3, Backoff: fast(), OnEvent: rec.on})
+			require.NoError(t, err)
+			waitDone(t, c)
+			var gu *GaveUpError
+			require.ErrorAs(t, c.Err(), &gu)
+			require.Equal(t, "protocol", gu.Why)
+			require.ErrorIs(t, c.Err(), ErrProtocol)
+			require.Equal(t, 3, rec.count(EventConnected), "three connections, then the limit")
+			require.NoError(t, c.Close())
+		})
+	}
+	require.Equal(t, int32(3), upgrades.Load())
+}
+
+func TestUnverifiableCertificateStops(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	rec := newRecorder()
+	c, err := New("wss"+strings.TrimPrefix(srv.URL, "https")+"/ws", &Options{Auth: &HeaderAuth{Tokens: StaticToken("tok-123")},
+		Backoff: fast(), OnEvent: rec.on})
+	require.NoError(t, err)
+	waitDone(t, c)
+	var gu *GaveUpError
+	require.ErrorAs(t, c.Err(), &gu)
+	require.Equal(t, "certificate", gu.Why)
+	require.ErrorIs(t, c.Err(), ErrCertificate)
+	require.Equal(t, maxCertificateFailures, rec.count(EventConnecting), "a small budget, then a typed stop")
+	require.NoError(t, c.Close())
 }

@@ -379,6 +379,12 @@ func TestParseRetryAfter(t *testing.T) {
 	require.Equal(t, time.Duration(0), parseRetryAfter("soon", now))
 	require.Equal(t, time.Duration(0), parseRetryAfter("", now))
 	require.Equal(t, 90*time.Second, parseRetryAfter(now.Add(90*time.Second).Format(httpTimeFormat), now))
+	// Values a server could send to make the delay overflow.
+	require.Equal(t, maxRetryAfterSeconds*time.Second, parseRetryAfter("9300000000", now))
+	require.Equal(t, maxRetryAfterSeconds*time.Second, parseRetryAfter("99999999999999999999999", now))
+	require.Equal(t, maxRetryAfterSeconds*time.Second, parseRetryAfter(now.AddDate(500, 0, 0).Format(httpTimeFormat), now))
+	require.Equal(t, time.Duration(0), parseRetryAfter("+5", now))
+	require.Equal(t, time.Duration(0), parseRetryAfter("5.5", now))
 }
 
 const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
