@@ -18,45 +18,6 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Reason tells a provider why it is asked for credentials.
-type Reason int
-
-// Why credentials are asked for.
-const (
-	// ReasonInitial is the client's first connection attempt.
-	ReasonInitial Reason = iota + 1
-	// ReasonReconnect follows an ending that says nothing against the
-	// credentials (network loss, server restart): cached credentials that
-	// are still valid may be used again.
-	ReasonReconnect
-	// ReasonSessionEnded follows the server ending a session it had
-	// accepted (a close with 1008 or a re-authentication code after the
-	// verdict, or at its expiry), or the client renewing one ahead of
-	// expiry: fresh credentials are preferred (caches are invalidated, a
-	// login runs again), but a source with nothing fresher may offer its
-	// current credential again: the server never refused it.
-	ReasonSessionEnded
-	// ReasonRejected follows the server refusing the credentials during
-	// authentication (handshake or REST 401/403, the dialect's refusal, a
-	// close before or inside the verdict): the refused credential must
-	// never be offered again.
-	ReasonRejected
-)
-
-func (r Reason) String() string {
-	switch r {
-	case ReasonInitial:
-		return "initial"
-	case ReasonReconnect:
-		return "reconnect"
-	case ReasonSessionEnded:
-		return "session_ended"
-	case ReasonRejected:
-		return "rejected"
-	}
-	return fmt.Sprintf("Reason(%d)", int(r))
-}
-
 // Handshake is the WebSocket upgrade request a provider may change before a
 // connection attempt. It is a fresh copy for every attempt.
 type Handshake struct {
@@ -71,12 +32,23 @@ type Handshake struct {
 	Jar http.CookieJar
 	// HTTPClient is the client's HTTP client, for REST calls a provider
 	// makes (ticket endpoint, login). It has no cookie jar.
-	HTTPClient *http.Client
-	// AllowInsecure mirrors Options.AllowInsecure: when false a provider must
-	// not send a credential over plain HTTP to a host that is not loopback.
-	AllowInsecure bool
+	HTTPClient    *http.Client
+	allowInsecure bool
+	red           *redactor
+}
 
-	red *redactor
+// CheckTransport applies the client's transport rule to u, a URL the
+// provider is about to send a credential to or have dialed: plain ws:// or
+// http:// only to a loopback host, unless Options.AllowInsecure. The error
+// wraps ErrInsecureTransport.
+func (h *Handshake) CheckTransport(u *url.URL) error { return checkTransport(u, h.allowInsecure) }
+
+// RefusalError is the error of a REST call's answer outside 2xx (op names
+// the call, such as "ticket"): an *HTTPError with the status, Retry-After,
+// and a bounded prefix of the body with this attempt's secrets scrubbed.
+// It reads from resp.Body; the caller still closes it.
+func (h *Handshake) RefusalError(op string, resp *http.Response) *HTTPError {
+	return httpErrorFrom(op, resp, h.red)
 }
 
 // AddSecret registers credential strings the provider puts on the wire, so
@@ -130,10 +102,13 @@ func (f AuthenticatorFunc) Prepare(ctx context.Context, why Reason, hs *Handshak
 	return f(ctx, why, hs)
 }
 
-// tokenSourcer is implemented by providers whose credential comes from a
-// token source; the refresher uses the same cache.
-type tokenSourcer interface {
-	tokenCache() *TokenCache
+// TokenSourcer is implemented by a provider whose credential comes from a
+// token source: the refresher then takes its refresh tokens from the same
+// source, so that one cache serves both and one fetch is in flight at a
+// time. Every built-in provider but CookieAuth implements it;
+// RenewalPolicy.Tokens overrides it.
+type TokenSourcer interface {
+	TokenSource() oauth2.TokenSource
 }
 
 // tokenState is the token bookkeeping shared by the token-based providers.
@@ -205,7 +180,8 @@ func (a *QueryAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pro
 	return Proof{Expiry: tok.Expiry, Provisional: true}, nil
 }
 
-func (a *QueryAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+// TokenSource implements TokenSourcer: the provider\'s token cache.
+func (a *QueryAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // FirstMessageAuth connects unauthenticated and proves identity with the
 // dialect's auth message right after the upgrade ({"type":"auth","token":…}
@@ -228,7 +204,8 @@ func (a *FirstMessageAuth) Prepare(ctx context.Context, why Reason, hs *Handshak
 	return Proof{InBand: tok.AccessToken, Expiry: tok.Expiry}, nil
 }
 
-func (a *FirstMessageAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+// TokenSource implements TokenSourcer: the provider\'s token cache.
+func (a *FirstMessageAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // HeaderAuth sends "Authorization: Bearer <token>" on the handshake. A
 // browser cannot do this; a Go client can, and it keeps the token out of
@@ -253,7 +230,8 @@ func (a *HeaderAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	return Proof{Expiry: tok.Expiry}, nil
 }
 
-func (a *HeaderAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+// TokenSource implements TokenSourcer: the provider\'s token cache.
+func (a *HeaderAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // Subprotocol prefixes of known bearer-in-subprotocol conventions.
 const (
@@ -295,7 +273,8 @@ func (a *SubprotocolAuth) Prepare(ctx context.Context, why Reason, hs *Handshake
 	return Proof{Expiry: tok.Expiry}, nil
 }
 
-func (a *SubprotocolAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+// TokenSource implements TokenSourcer: the provider\'s token cache.
+func (a *SubprotocolAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // CookieAuth rides the handshake with the cookies of a jar, optionally
 // filled by a login call first. The server must check Origin on
@@ -375,7 +354,7 @@ func (a *CookieAuth) login(ctx context.Context, hs *Handshake) error {
 	if err != nil {
 		return fmt.Errorf("wsauth: login URL: %w", err)
 	}
-	if err := checkTransport(u, hs.AllowInsecure); err != nil {
+	if err := hs.CheckTransport(u); err != nil {
 		return err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.LoginURL, bytes.NewReader(a.LoginBody))
@@ -391,7 +370,7 @@ func (a *CookieAuth) login(ctx context.Context, hs *Handshake) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return httpErrorFrom("login", resp, hs.red)
+		return hs.RefusalError("login", resp)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	a.expires = map[string]time.Time{}

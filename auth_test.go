@@ -117,7 +117,7 @@ func TestCookieJarFilledElsewhereAndOrigin(t *testing.T) {
 	rec := newRecorder()
 	ctx, cancel := context.WithTimeout(testCtx(t), waitLong)
 	defer cancel()
-	_, err = Dial(ctx, env.URL(), &Options{Auth: &CookieAuth{Jar: jar, Origin: "https://evil.example"}, OnEvent: rec.on, MaxAuthFailures: 2})
+	_, err = Dial(ctx, env.URL(), &Options{Auth: &CookieAuth{Jar: jar, Origin: "https://evil.example"}, OnEvent: rec.on, Reconnect: ReconnectPolicy{MaxAuthFailures: 2}})
 	var he *HTTPError
 	require.ErrorAs(t, err, &he)
 	require.Equal(t, http.StatusForbidden, he.StatusCode)
@@ -162,8 +162,9 @@ func TestRefusalsAreTypedAndStop(t *testing.T) {
 				url = fm.URL()
 			}
 			c, err := New(url, &Options{
-				Auth: tc.auth, OnEvent: rec.on, MaxAuthFailures: 2,
-				Backoff: &FullJitter{Initial: time.Millisecond, Max: 5 * time.Millisecond},
+				Auth:      tc.auth,
+				OnEvent:   rec.on,
+				Reconnect: ReconnectPolicy{MaxAuthFailures: 2, Backoff: &FullJitter{Initial: time.Millisecond, Max: 5 * time.Millisecond}},
 			})
 			require.NoError(t, err)
 			waitDone(t, c)
@@ -215,8 +216,8 @@ func TestStaticTokenRejectedIsNeverSentAgain(t *testing.T) {
 	tok, err := env.Issuer().IssueWithExpiry("alice", time.Now().Add(-time.Minute))
 	require.NoError(t, err)
 	_, err = Dial(testCtx(t), env.URL(), &Options{
-		Auth:    &HeaderAuth{Tokens: StaticToken(tok)},
-		Backoff: &FullJitter{Initial: time.Millisecond, Max: 5 * time.Millisecond},
+		Auth:      &HeaderAuth{Tokens: StaticToken(tok)},
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Millisecond, Max: 5 * time.Millisecond}},
 	})
 	var gu *GaveUpError
 	require.ErrorAs(t, err, &gu)
@@ -238,7 +239,7 @@ func TestInsecureTransportRefused(t *testing.T) {
 	require.Contains(t, err.Error(), "AllowInsecure")
 
 	// Without credentials there is nothing to protect.
-	c, err := New("ws://127.0.0.1:1/ws", &Options{Backoff: &FullJitter{Initial: time.Hour}})
+	c, err := New("ws://127.0.0.1:1/ws", &Options{Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Hour}}})
 	require.NoError(t, err)
 	c.Close()
 
@@ -252,7 +253,7 @@ func TestInsecureTransportRefused(t *testing.T) {
 	require.Equal(t, "policy", gu.Why)
 
 	// Opting in lets a non-loopback ws:// URL through New.
-	c, err = New("ws://example.invalid/ws", &Options{Auth: &HeaderAuth{Tokens: StaticToken("x")}, AllowInsecure: true, Backoff: &FullJitter{Initial: time.Hour}})
+	c, err = New("ws://example.invalid/ws", &Options{Auth: &HeaderAuth{Tokens: StaticToken("x")}, AllowInsecure: true, Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Hour}}})
 	require.NoError(t, err)
 	c.Close()
 	require.True(t, isLoopback("127.0.0.1"))
@@ -283,8 +284,12 @@ func TestCanaryTokenNeverLeaksOnRefusedPort(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
 			ctx, cancel := context.WithCancel(testCtx(t))
-			c, err := New("ws://"+addr+"/ws?room=1", &Options{Auth: tc.auth, OnEvent: rec.on, Logger: debugLogger(logs),
-				Backoff: &FullJitter{Initial: time.Millisecond, Max: 2 * time.Millisecond}})
+			c, err := New("ws://"+addr+"/ws?room=1", &Options{
+				Auth:      tc.auth,
+				OnEvent:   rec.on,
+				Logger:    debugLogger(logs),
+				Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Millisecond, Max: 2 * time.Millisecond}},
+			})
 			require.NoError(t, err)
 			rec.waitFor(t, 3, kind(EventReconnecting))
 			cancel()
@@ -324,8 +329,11 @@ func TestServerEchoingBearerSubprotocolIsRefused(t *testing.T) {
 	}))
 	t.Cleanup(rogue.Close)
 	rec := newRecorder()
-	c, err := New("ws"+strings.TrimPrefix(rogue.URL, "http"), &Options{Auth: &SubprotocolAuth{Tokens: StaticToken(token)}, OnEvent: rec.on,
-		Backoff: &FullJitter{Initial: time.Hour}})
+	c, err := New("ws"+strings.TrimPrefix(rogue.URL, "http"), &Options{
+		Auth:      &SubprotocolAuth{Tokens: StaticToken(token)},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Hour}},
+	})
 	require.NoError(t, err)
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Contains(t, ev.Err.Error(), "credential-bearing subprotocol")
@@ -337,8 +345,11 @@ func TestHandshakeRefusalCarriesStatusAndBody(t *testing.T) {
 	env := newServer(t)
 	env.RefuseHandshakes(http.StatusServiceUnavailable, 1)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
-		Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}})
+	c := dialed(t, env, &Options{
+		Auth:      &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}},
+	})
 	echo(t, c, "after refusal")
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Equal(t, http.StatusServiceUnavailable, ev.HTTPStatus)
@@ -361,8 +372,11 @@ func TestTLSWithOwnRootCA(t *testing.T) {
 
 	// Without the root the certificate is not trusted.
 	rec := newRecorder()
-	bad, err := New(env.URL(), &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
-		Backoff: &FullJitter{Initial: time.Hour}})
+	bad, err := New(env.URL(), &Options{
+		Auth:      &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Hour}},
+	})
 	require.NoError(t, err)
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Contains(t, ev.Err.Error(), "certificate")
@@ -373,8 +387,11 @@ func TestTokenCachedAcrossReconnects(t *testing.T) {
 	env := newServer(t)
 	m := newMinter(env, "alice", time.Hour)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: m}, OnEvent: rec.on,
-		Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}})
+	c := dialed(t, env, &Options{
+		Auth:      &HeaderAuth{Tokens: m},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}},
+	})
 	echo(t, c, "one")
 	env.CloseAll(websocket.StatusGoingAway, "restart")
 	rec.waitFor(t, 2, kind(EventConnected))
@@ -401,7 +418,7 @@ func TestProvisionalCredentialWaitsForTheVerdict(t *testing.T) {
 		&QueryAuth{Tokens: StaticToken(forged)},
 		&CookieAuth{Jar: jar},
 	} {
-		c, err := New(env.URL(), &Options{Auth: auth, MaxAuthFailures: 2, Backoff: fast()})
+		c, err := New(env.URL(), &Options{Auth: auth, Reconnect: ReconnectPolicy{MaxAuthFailures: 2, Backoff: fast()}})
 		require.NoError(t, err)
 		sent := make(chan error, 1)
 		go func() { sent <- c.SendText(testCtx(t), "before the verdict") }()
@@ -410,7 +427,7 @@ func TestProvisionalCredentialWaitsForTheVerdict(t *testing.T) {
 		require.ErrorAs(t, <-sent, &gu, "the send was never written to the refused connection")
 		require.NoError(t, c.Close())
 	}
-	_, err = Dial(testCtx(t), env.URL(), &Options{Auth: &QueryAuth{Tokens: StaticToken(forged)}, MaxAuthFailures: 2, Backoff: fast()})
+	_, err = Dial(testCtx(t), env.URL(), &Options{Auth: &QueryAuth{Tokens: StaticToken(forged)}, Reconnect: ReconnectPolicy{MaxAuthFailures: 2, Backoff: fast()}})
 	var ce *CloseError
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, StatusPolicyViolation, ce.Code)
@@ -467,8 +484,11 @@ func TestPlainDialectForServersWithoutConfirmation(t *testing.T) {
 
 	// With the plain dialect a refusal after the upgrade still ends in
 	// re-authentication, and a token that cannot change stops the client.
-	c, err = New(url, &Options{Auth: &QueryAuth{Tokens: StaticToken("bad-token")}, Dialect: PlainDialect,
-		MaxAuthFailures: 2, Backoff: fast()})
+	c, err = New(url, &Options{
+		Auth:      &QueryAuth{Tokens: StaticToken("bad-token")},
+		Dialect:   PlainDialect,
+		Reconnect: ReconnectPolicy{MaxAuthFailures: 2, Backoff: fast()},
+	})
 	require.NoError(t, err)
 	waitDone(t, c)
 	var gu *GaveUpError
@@ -476,7 +496,7 @@ func TestPlainDialectForServersWithoutConfirmation(t *testing.T) {
 	require.Equal(t, StatusPolicyViolation, gu.Code)
 	require.NoError(t, c.Close())
 
-	_, err = PlainDialect.Open(testCtx(t), nil, "a-token")
+	_, err = PlainDialect.Open(testCtx(t), nil, Proof{InBand: "a-token"})
 	require.Error(t, err, "first-message auth needs a dialect with an auth message")
 }
 

@@ -61,7 +61,7 @@ func BenchmarkEchoRoundTrip(b *testing.B) {
 		}
 	})
 	b.Run("wsauth", func(b *testing.B) {
-		c, err := Dial(ctx, benchServer(b, true), &Options{PingInterval: -1})
+		c, err := Dial(ctx, benchServer(b, true), &Options{Liveness: Liveness{PingInterval: -1}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -114,7 +114,7 @@ func BenchmarkSendThroughput(b *testing.B) {
 		run(b, func() error { return ws.Write(ctx, websocket.MessageText, benchPayload) })
 	})
 	b.Run("wsauth", func(b *testing.B) {
-		c, err := Dial(ctx, benchServer(b, false), &Options{PingInterval: -1})
+		c, err := Dial(ctx, benchServer(b, false), &Options{Liveness: Liveness{PingInterval: -1}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -18,62 +18,25 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// MessageType is the type of a WebSocket data message.
-type MessageType = websocket.MessageType
-
-// Message types.
-const (
-	MessageText   = websocket.MessageText
-	MessageBinary = websocket.MessageBinary
-)
-
-// StatusCode is a WebSocket close code.
-type StatusCode = websocket.StatusCode
-
-// Close codes the client treats specially.
-const (
-	StatusNormalClosure   = websocket.StatusNormalClosure
-	StatusGoingAway       = websocket.StatusGoingAway
-	StatusPolicyViolation = websocket.StatusPolicyViolation
-)
-
-// Defaults of Options.
-const (
-	DefaultSendQueue         = 256
-	DefaultReceiveBuffer     = 64
-	DefaultReadLimit         = 1 << 20
-	DefaultDialTimeout       = 15 * time.Second
-	DefaultAuthTimeout       = 10 * time.Second
-	DefaultVerdictWindow     = 250 * time.Millisecond
-	DefaultWriteTimeout      = 10 * time.Second
-	DefaultPingInterval      = 25 * time.Second
-	DefaultPongTimeout       = 10 * time.Second
-	DefaultStableAfter       = 10 * time.Second
-	DefaultMaxAuthFailures   = 5
-	DefaultMaxProtocolErrors = 5
-	DefaultMaxRetryAfter     = 5 * time.Minute
-	DefaultRefreshTimeout    = 10 * time.Second
-	DefaultDrainTimeout      = 5 * time.Second
-)
-
 // Options configures a Client. The zero value of every field is a usable
-// default, documented on the field. Durations that can be switched off
-// say so; a negative value switches them off.
+// default, stated on the field; the policies of one concern are grouped.
+// New refuses options that make no sense (a negative timeout, say) with
+// an error naming the field.
 type Options struct {
 	// Auth supplies credentials before every connection attempt. Nil means
 	// the connection carries none.
 	Auth Authenticator
-	// Dialect is the message and close-code vocabulary of the server.
-	// Default DefaultDialect.
+	// Dialect is the server's authentication protocol. Default
+	// DefaultDialect.
 	Dialect Dialect
 
 	// HTTPClient makes the handshake and the providers' REST calls. Its
 	// Jar is ignored (CookieAuth brings its own), and its CheckRedirect
 	// runs after the client's own rules: the handshake follows no
 	// redirect, REST calls only those within their origin (see
-	// RedirectPolicy). Default: a client of its
-	// own with a clone of http.DefaultTransport and TLSConfig, whose idle
-	// connections Close releases.
+	// RedirectPolicy). Default: a client of its own with a clone of
+	// http.DefaultTransport and TLSConfig, whose idle connections Close
+	// releases.
 	HTTPClient *http.Client
 	// TLSConfig is used by the default HTTPClient, for example to trust a
 	// private root CA (RootCAs). Default: the system roots.
@@ -87,100 +50,113 @@ type Options struct {
 	// hosts other than loopback. Default false: such an attempt stops the
 	// client with an error wrapping ErrInsecureTransport.
 	AllowInsecure bool
-	// ReadLimit is the largest message accepted, in bytes, counted after
-	// decompression; larger ones end the connection (close 1009). Default
-	// 1 MiB.
-	ReadLimit int64
 
-	// SendQueue is how many sends may wait for a connection. Default 256.
-	// Send fails at once with ErrQueueFull beyond it.
+	// OnConnect runs after every successful authentication, before queued
+	// sends are written; Session.Send writes ahead of the queue. Use it to
+	// subscribe again or resend what the server may have missed. Its
+	// context ends when the connection does or the client is closed; Close
+	// may be called from inside it. An error ends that connection (retry
+	// with backoff). Default none.
+	OnConnect func(ctx context.Context, s *Session) error
+	// OnEvent receives every state change, in order, on a goroutine of its
+	// own. It may call any method of the client, Close included. Default
+	// none.
+	OnEvent func(Event)
+	// Logger receives the same events as log records, credentials
+	// redacted. Default: silent.
+	Logger *slog.Logger
+
+	// Timeouts bound each step of a connection attempt.
+	Timeouts Timeouts
+	// Limits bound what the client holds in memory.
+	Limits Limits
+	// Liveness detects a dead connection.
+	Liveness Liveness
+	// Reconnect is the reconnect policy: backoff, budgets, classification.
+	Reconnect ReconnectPolicy
+	// Renewal keeps a session alive past its expiry.
+	Renewal RenewalPolicy
+}
+
+// Timeouts bound the steps of a connection attempt. Zero means the
+// default; negative values are refused, except where a field says what
+// negative means.
+type Timeouts struct {
+	// Dial bounds the provider's work plus the handshake. Default 15s.
+	Dial time.Duration
+	// Auth bounds the in-band exchange after the upgrade, and the wait for
+	// a verdict a server announced. Default 10s.
+	Auth time.Duration
+	// Verdict is how long a credential the server can still refuse after
+	// the upgrade (ticket, query, cookie, an in-band token) waits for a
+	// verdict when the dialect has none of its own: the connection counts
+	// as authenticated at the server's first confirmation or application
+	// message, or once the window passes without a close. A close inside
+	// the window is a refusal; so is a close within Auth of the upgrade,
+	// before any application message, on a connection the window let
+	// through (a late refusal). A server that announces an explicit
+	// verdict (the reference server does) is waited for instead, up to
+	// Auth. Negative: no window, wait for a confirmation or a first message
+	// up to Auth. Default 250ms.
+	Verdict time.Duration
+	// Write bounds each frame written. Default 10s.
+	Write time.Duration
+}
+
+// Limits bound what a client holds. Zero means the default; negative
+// values are refused.
+type Limits struct {
+	// ReadLimit is the largest message accepted, in bytes, counted after
+	// decompression; a larger one ends the connection (close 1009), which
+	// counts as a protocol error. Default 1 MiB.
+	ReadLimit int64
+	// SendQueue is how many sends may wait for a connection; Send fails at
+	// once with ErrQueueFull beyond it. Default 256.
 	SendQueue int
 	// ReceiveBuffer is how many received messages wait for Receive before
 	// the client stops reading from the socket. Default 64.
 	ReceiveBuffer int
-	// OnConnect runs after every successful authentication, before queued
-	// sends are written; Session.Send writes ahead of the queue. Use it to
-	// subscribe again or resend what the server may have missed. An error
-	// ends that connection (retry with backoff). Default none.
-	OnConnect func(ctx context.Context, s *Session) error
+}
 
-	// DialTimeout bounds the provider's work plus the handshake. Default
-	// 15s.
-	DialTimeout time.Duration
-	// AuthTimeout bounds the in-band exchange after the upgrade. Default
-	// 10s.
-	AuthTimeout time.Duration
-	// VerdictWindow is how long a credential the server can still refuse
-	// after the upgrade (ticket, query, cookie, an in-band token) waits for
-	// a verdict when the dialect has none of its own: the connection counts
-	// as authenticated at the server's first confirmation or application
-	// message, or once the window passes without a close. A close inside
-	// the window is a refusal; so is a close within AuthTimeout of the
-	// upgrade, before any application message, on a connection the window
-	// let through (a late refusal). A server that announces an explicit
-	// verdict (the reference server does) is waited for instead, up to
-	// AuthTimeout. Negative: no window, wait for a confirmation or a first
-	// message up to AuthTimeout. Default 250ms.
-	VerdictWindow time.Duration
-	// WriteTimeout bounds each frame written. Default 10s.
-	WriteTimeout time.Duration
+// Liveness is how a dead connection is noticed: a ping after PingInterval
+// without traffic, and PongTimeout for its answer.
+type Liveness struct {
 	// PingInterval is the time between liveness pings; negative disables
 	// them. Default 25s.
 	PingInterval time.Duration
 	// PongTimeout is how long a ping may wait for its pong before the
 	// connection counts as dead. Default 10s.
 	PongTimeout time.Duration
+}
 
-	// Backoff paces reconnects. Default NewFullJitter() (500ms initial,
-	// ×2, 30s cap, no attempt limit). backoff.ExponentialBackOff works too.
-	// One value serves one client.
-	Backoff backoff.BackOff
-	// StableAfter is how long a connection must stay up for the backoff and
-	// the failure counters to reset. Default 10s.
-	StableAfter time.Duration
-	// InitialJitter delays the first attempt by a random time up to this,
-	// so that a fleet started together does not dial together. Default 0.
-	InitialJitter time.Duration
-	// MaxAuthFailures is how many consecutive credential rejections stop
-	// the client with a GaveUpError. Default 5.
-	MaxAuthFailures int
-	// MaxProtocolErrors is how many consecutive protocol-error closes
-	// (1002, 1003, 1007, 1009, 1010) stop the client. Default 5.
-	MaxProtocolErrors int
-	// MaxRetryAfter caps the server's Retry-After. Default 5m.
-	MaxRetryAfter time.Duration
-	// ReauthCodes are close codes that, like 1008, mean "get fresh
-	// credentials" (for example 4401, 4403, 3005). Default none.
-	ReauthCodes []StatusCode
-	// Classify overrides the reconnect table; returning ActionDefault
-	// falls back to the dialect and then to DefaultClassify. Default none.
-	Classify func(Ending) Action
+// config is Options resolved: defaults applied and validated, flat for the
+// engine.
+type config struct {
+	Auth          Authenticator
+	Dialect       Dialect
+	HTTPClient    *http.Client
+	TLSConfig     *tls.Config
+	Header        http.Header
+	Subprotocols  []string
+	AllowInsecure bool
+	OnConnect     func(ctx context.Context, s *Session) error
+	OnEvent       func(Event)
+	Logger        *slog.Logger
 
-	// Renewal picks how the session is kept alive past its expiry. Default
-	// RenewRefresh.
-	Renewal Renewal
-	// TokenSource supplies the tokens of refresh messages. Default: the
-	// provider's token source when it has one (every built-in provider but
-	// CookieAuth).
-	TokenSource oauth2.TokenSource
-	// RefreshLead is how long before expiry the refresh starts, before
-	// jitter. Default: a fifth of the session's lifetime, at least 2s and
-	// at most half the lifetime.
-	RefreshLead time.Duration
-	// RefreshTimeout bounds the wait for the refresh answer; it is cut
-	// shorter when the session would expire first. Default 10s.
-	RefreshTimeout time.Duration
-	// DrainTimeout bounds how long a connection the client closes on
-	// purpose (a rotation, a reconnect ahead of expiry) waits for the
-	// server's last messages on it. Default 5s.
-	DrainTimeout time.Duration
+	DialTimeout, AuthTimeout, VerdictWindow, WriteTimeout time.Duration
+	ReadLimit                                             int64
+	SendQueue, ReceiveBuffer                              int
+	PingInterval, PongTimeout                             time.Duration
 
-	// OnEvent receives every state change, in order, on a goroutine of its
-	// own. It may call any method of the client. Default none.
-	OnEvent func(Event)
-	// Logger receives the same events as log records, credentials
-	// redacted. Default: silent.
-	Logger *slog.Logger
+	Backoff                            backoff.BackOff
+	StableAfter, InitialJitter         time.Duration
+	MaxRetryAfter                      time.Duration
+	MaxAuthFailures, MaxProtocolErrors int
+	Classify                           func(Ending) Action
+
+	Renewal                                   Renewal
+	RefreshLead, RefreshTimeout, DrainTimeout time.Duration
+	TokenSource                               oauth2.TokenSource
 }
 
 // Client owns one logical, authenticated connection across many physical
@@ -189,7 +165,7 @@ type Options struct {
 // reconnects; every method is safe for concurrent use.
 type Client struct {
 	url     *url.URL
-	o       Options
+	o       config
 	auth    Authenticator
 	dialect Dialect
 	hc      *http.Client // REST calls: same-origin redirects only
@@ -214,7 +190,6 @@ type Client struct {
 	closeReason string
 	closeCause  error
 	lastErr     error
-	connects    int
 
 	// live counts physical connections; maxLive is its high-water mark,
 	// which tests hold to one (two during a rotation).
@@ -264,11 +239,14 @@ func New(rawURL string, opts *Options) (*Client, error) {
 	if u.Host == "" {
 		return nil, errors.New("wsauth: URL has no host")
 	}
-	var o Options
+	var given Options
 	if opts != nil {
-		o = *opts
+		given = *opts
 	}
-	o.setDefaults()
+	o, err := given.resolve()
+	if err != nil {
+		return nil, err
+	}
 	if o.Auth != nil {
 		if err := checkTransport(u, o.AllowInsecure); err != nil {
 			return nil, err
@@ -304,8 +282,8 @@ func New(rawURL string, opts *Options) (*Client, error) {
 	c.wsHC = handshakeClient(c.hc)
 	c.tokens = asTokenCache(o.TokenSource)
 	if c.tokens == nil {
-		if ts, ok := o.Auth.(tokenSourcer); ok {
-			c.tokens = ts.tokenCache()
+		if ts, ok := o.Auth.(TokenSourcer); ok {
+			c.tokens = asTokenCache(ts.TokenSource())
 		}
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -314,42 +292,110 @@ func New(rawURL string, opts *Options) (*Client, error) {
 	return c, nil
 }
 
-func (o *Options) setDefaults() {
-	if o.Dialect == nil {
-		o.Dialect = DefaultDialect
+// The defaults, each documented on its field.
+const (
+	defaultDialTimeout       = 15 * time.Second
+	defaultAuthTimeout       = 10 * time.Second
+	defaultVerdictWindow     = 250 * time.Millisecond
+	defaultWriteTimeout      = 10 * time.Second
+	defaultReadLimit         = 1 << 20
+	defaultSendQueue         = 256
+	defaultReceiveBuffer     = 64
+	defaultPingInterval      = 25 * time.Second
+	defaultPongTimeout       = 10 * time.Second
+	defaultStableAfter       = 10 * time.Second
+	defaultMaxAuthFailures   = 5
+	defaultMaxProtocolErrors = 5
+	defaultMaxRetryAfter     = 5 * time.Minute
+	defaultRefreshTimeout    = 10 * time.Second
+	defaultDrainTimeout      = 5 * time.Second
+)
+
+// resolve checks o and applies the defaults.
+func (o *Options) resolve() (config, error) {
+	var v validator
+	cfg := config{
+		Auth: o.Auth, Dialect: o.Dialect, HTTPClient: o.HTTPClient, TLSConfig: o.TLSConfig,
+		Header: o.Header, Subprotocols: o.Subprotocols, AllowInsecure: o.AllowInsecure,
+		OnConnect: o.OnConnect, OnEvent: o.OnEvent, Logger: o.Logger,
+
+		DialTimeout:   v.duration("Timeouts.Dial", o.Timeouts.Dial, defaultDialTimeout),
+		AuthTimeout:   v.duration("Timeouts.Auth", o.Timeouts.Auth, defaultAuthTimeout),
+		VerdictWindow: v.switchable(o.Timeouts.Verdict, defaultVerdictWindow),
+		WriteTimeout:  v.duration("Timeouts.Write", o.Timeouts.Write, defaultWriteTimeout),
+		ReadLimit:     int64(v.count("Limits.ReadLimit", int(o.Limits.ReadLimit), defaultReadLimit)),
+		SendQueue:     v.count("Limits.SendQueue", o.Limits.SendQueue, defaultSendQueue),
+		ReceiveBuffer: v.count("Limits.ReceiveBuffer", o.Limits.ReceiveBuffer, defaultReceiveBuffer),
+		PingInterval:  v.switchable(o.Liveness.PingInterval, defaultPingInterval),
+		PongTimeout:   v.duration("Liveness.PongTimeout", o.Liveness.PongTimeout, defaultPongTimeout),
+
+		Backoff:           o.Reconnect.Backoff,
+		StableAfter:       v.duration("Reconnect.StableAfter", o.Reconnect.StableAfter, defaultStableAfter),
+		InitialJitter:     v.duration("Reconnect.InitialJitter", o.Reconnect.InitialJitter, 0),
+		MaxRetryAfter:     v.duration("Reconnect.MaxRetryAfter", o.Reconnect.MaxRetryAfter, defaultMaxRetryAfter),
+		MaxAuthFailures:   v.count("Reconnect.MaxAuthFailures", o.Reconnect.MaxAuthFailures, defaultMaxAuthFailures),
+		MaxProtocolErrors: v.count("Reconnect.MaxProtocolErrors", o.Reconnect.MaxProtocolErrors, defaultMaxProtocolErrors),
+		Classify:          o.Reconnect.Classify,
+
+		Renewal:        o.Renewal.Strategy,
+		RefreshLead:    v.duration("Renewal.Lead", o.Renewal.Lead, 0),
+		RefreshTimeout: v.duration("Renewal.Timeout", o.Renewal.Timeout, defaultRefreshTimeout),
+		DrainTimeout:   v.duration("Renewal.Drain", o.Renewal.Drain, defaultDrainTimeout),
+		TokenSource:    o.Renewal.Tokens,
 	}
-	setInt(&o.SendQueue, DefaultSendQueue)
-	setInt(&o.ReceiveBuffer, DefaultReceiveBuffer)
-	if o.ReadLimit <= 0 {
-		o.ReadLimit = DefaultReadLimit
+	if o.Renewal.Strategy < RenewRefresh || o.Renewal.Strategy > RenewNone {
+		v.fail("Renewal.Strategy", fmt.Sprintf("is %d, not one of the Renew constants", int(o.Renewal.Strategy)))
 	}
-	setDur(&o.DialTimeout, DefaultDialTimeout)
-	setDur(&o.AuthTimeout, DefaultAuthTimeout)
-	setDur(&o.VerdictWindow, DefaultVerdictWindow)
-	setDur(&o.WriteTimeout, DefaultWriteTimeout)
-	setDur(&o.PingInterval, DefaultPingInterval)
-	setDur(&o.PongTimeout, DefaultPongTimeout)
-	setDur(&o.StableAfter, DefaultStableAfter)
-	setDur(&o.MaxRetryAfter, DefaultMaxRetryAfter)
-	setDur(&o.RefreshTimeout, DefaultRefreshTimeout)
-	setDur(&o.DrainTimeout, DefaultDrainTimeout)
-	setInt(&o.MaxAuthFailures, DefaultMaxAuthFailures)
-	setInt(&o.MaxProtocolErrors, DefaultMaxProtocolErrors)
-	if o.Backoff == nil {
-		o.Backoff = NewFullJitter()
+	if v.err != nil {
+		return config{}, v.err
+	}
+	if cfg.Dialect == nil {
+		cfg.Dialect = DefaultDialect
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = NewFullJitter()
+	}
+	return cfg, nil
+}
+
+// validator collects the first invalid field of Options.
+type validator struct{ err error }
+
+func (v *validator) fail(field, why string) {
+	if v.err == nil {
+		v.err = fmt.Errorf("wsauth: Options.%s %s", field, why)
 	}
 }
 
-func setInt(p *int, def int) {
-	if *p <= 0 {
-		*p = def
+// duration is d, or def when d is zero; negative is refused.
+func (v *validator) duration(field string, d, def time.Duration) time.Duration {
+	switch {
+	case d < 0:
+		v.fail(field, fmt.Sprintf("is negative (%s); zero means the default", d))
+	case d == 0:
+		return def
 	}
+	return d
 }
 
-func setDur(p *time.Duration, def time.Duration) {
-	if *p == 0 {
-		*p = def
+// switchable is d, or def when d is zero; negative switches it off and is
+// kept as it is.
+func (v *validator) switchable(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
 	}
+	return d
+}
+
+// count is n, or def when n is zero; negative is refused.
+func (v *validator) count(field string, n, def int) int {
+	switch {
+	case n < 0:
+		v.fail(field, fmt.Sprintf("is negative (%d); zero means the default", n))
+	case n == 0:
+		return def
+	}
+	return n
 }
 
 // WaitConnected waits until the client is connected and authenticated,
@@ -488,10 +534,13 @@ func (c *Client) Subprotocol() string {
 func (c *Client) Close() error { return c.CloseWith(StatusNormalClosure, "") }
 
 // CloseWith closes the current connection with code and reason, stops
-// reconnecting, fails every queued send with ErrClosed, and returns once
-// every goroutine of the client has ended. A send being written when Close
-// is called finishes first. Calling it again, or after the client stopped
-// on its own, does nothing more.
+// reconnecting, fails every queued send with ErrClosed, cancels the
+// context of a callback that is running, and returns once every goroutine
+// of the client has ended and every event has been delivered. A send
+// being written when Close is called finishes first. Called from inside
+// OnConnect or OnEvent, it does all that but returns at once, without
+// waiting for the callback it is called from. Calling it again, or after
+// the client stopped on its own, does nothing more.
 func (c *Client) CloseWith(code StatusCode, reason string) error {
 	c.closeWith(code, reason, ErrClosed)
 	return nil
@@ -507,12 +556,14 @@ func (c *Client) closeWith(code StatusCode, reason string, cause error) {
 	}
 	c.mu.Unlock()
 	c.cancel()
-	<-c.done
-	// The dispatcher delivers what is pending and exits; a Close called
-	// from the event callback must not wait for itself.
-	if !c.events.onDispatcher() {
-		<-c.events.done
+	if inCallback() {
+		// The engine, or the event goroutine, is waiting for this callback
+		// to return: waiting for them here would wait for ourselves. Both
+		// end on their own once it returns.
+		return
 	}
+	<-c.done
+	<-c.events.done
 }
 
 func (c *Client) connUp() {

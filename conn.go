@@ -57,8 +57,9 @@ type physConn struct {
 	// frame is not taken for the server's verdict.
 	localClose atomic.Bool
 
-	// control carries the dialect's protocol messages to the supervisor.
-	control chan Inbound
+	// notes carries the dialect's protocol messages to the supervisor, all
+	// of them, in order.
+	notes notes
 	// pending are messages the dialect's Open read past the end of the
 	// exchange (Opened.Pending); the reader handles them first.
 	pending [][]byte
@@ -89,7 +90,7 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 		connectedAt: now, obtained: now, expiry: expiry,
 		gate:    make(chan struct{}),
 		dead:    make(chan struct{}),
-		control: make(chan Inbound, 16),
+		notes:   notes{wake: make(chan struct{}, 1)},
 		settled: make(chan settlement, 1),
 		pending: pending,
 	}
@@ -251,24 +252,57 @@ func (pc *physConn) handle(typ MessageType, data []byte) bool {
 		if len(in.Reply) == 0 {
 			return true
 		}
-		wctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.WriteTimeout)
-		err := pc.ws.Write(wctx, MessageText, in.Reply)
-		cancel()
-		if err != nil {
-			pc.fail(err)
+		if err := pc.write(pc.ctx, MessageText, in.Reply); err != nil {
 			return false
 		}
 	case InboundIgnore:
 	default:
-		select {
-		case pc.control <- in:
-		default:
-			// The supervisor is busy (a rotation's dial); a notice it
-			// misses is repeated by the server or made moot by expiry.
-			pc.c.log.Warn("wsauth dropped a protocol message", "kind", int(in.Kind))
-		}
+		pc.notes.push(in)
 	}
 	return true
+}
+
+// notes is an unbounded queue of protocol messages from the reader to the
+// supervisor: nothing the server says is dropped because the supervisor is
+// busy (a rotation's dial, a refresh's token fetch). The server can only
+// make it grow as fast as the client reads, and the supervisor empties it
+// whenever it is free.
+type notes struct {
+	mu    sync.Mutex
+	items []Inbound
+	wake  chan struct{}
+}
+
+func (n *notes) push(in Inbound) {
+	n.mu.Lock()
+	n.items = append(n.items, in)
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns every queued message, oldest first, and empties the queue.
+func (n *notes) take() []Inbound {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	items := n.items
+	n.items = nil
+	return items
+}
+
+// write sends one message outside the send queue (a keepalive answer, a
+// refresh, a Session.Send), bounded by Timeouts.Write and by ctx. A failed
+// write ends the connection: the frame may have been cut.
+func (pc *physConn) write(ctx context.Context, typ MessageType, p []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, pc.c.o.WriteTimeout)
+	defer cancel()
+	if err := pc.ws.Write(wctx, typ, p); err != nil {
+		pc.fail(err)
+		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, scrubError(pc.red, err))
+	}
+	return nil
 }
 
 // settle ends the wait for the verdict, the first time; false when there
@@ -333,14 +367,13 @@ func (pc *physConn) pingLoop() {
 // ending describes how the connection ended, for the reconnect policy.
 func (pc *physConn) ending(since time.Time) Ending {
 	now := time.Now()
-	e := Ending{Phase: PhaseConnected, Uptime: now.Sub(since)}
 	err := pc.err
-	if code := closeStatus(err); code != -1 && !pc.localClose.Load() {
-		e.Code, e.Reason = code, pc.red.String(closeReason(err))
-		e.Err = &CloseError{Code: e.Code, Reason: e.Reason}
-	} else {
-		e.Err = scrubError(pc.red, err)
+	if pc.localClose.Load() {
+		// The close frame echoed back is the client's own, not a verdict.
+		err = errLocalClose
 	}
+	e := pc.c.describe(PhaseConnected, pc.red, err)
+	e.Uptime = now.Sub(since)
 	if pc.lateRefusal(e, now) {
 		e.Phase = PhaseAuth
 	}
@@ -379,13 +412,7 @@ type Session struct {
 // Send writes one message on this connection at once, ahead of the
 // client's queue.
 func (s *Session) Send(ctx context.Context, typ MessageType, data []byte) error {
-	wctx, cancel := context.WithTimeout(ctx, s.pc.c.o.WriteTimeout)
-	defer cancel()
-	if err := s.pc.ws.Write(wctx, typ, data); err != nil {
-		s.pc.fail(err)
-		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, scrubError(s.pc.red, err))
-	}
-	return nil
+	return s.pc.write(ctx, typ, data)
 }
 
 // Subprotocol is the subprotocol the server selected.

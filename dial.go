@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/coder/websocket"
@@ -22,9 +23,9 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	hs := &Handshake{
 		URL:           cloneURL(c.url),
 		Header:        c.o.Header.Clone(),
-		Subprotocols:  append(append([]string(nil), c.dialect.Subprotocols()...), c.o.Subprotocols...),
+		Subprotocols:  append(dialectSubprotocols(c.dialect), c.o.Subprotocols...),
 		HTTPClient:    c.hc,
-		AllowInsecure: c.o.AllowInsecure,
+		allowInsecure: c.o.AllowInsecure,
 		red:           red,
 	}
 	if hs.Header == nil {
@@ -38,10 +39,10 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 		var err error
 		proof, err = c.auth.Prepare(dctx, why, hs)
 		if err != nil {
-			return nil, c.failed(ctx, PhaseCredentials, scrubError(red, err))
+			return nil, c.failed(ctx, PhaseCredentials, red, err)
 		}
 		if err := checkTransport(hs.URL, c.o.AllowInsecure); err != nil {
-			return nil, c.failed(ctx, PhaseCredentials, err)
+			return nil, c.failed(ctx, PhaseCredentials, red, err)
 		}
 	}
 
@@ -58,14 +59,14 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != 0 {
-			return nil, c.failed(ctx, PhaseHandshake, httpErrorFrom("handshake", resp, red))
+			return nil, c.failed(ctx, PhaseHandshake, red, httpErrorFrom("handshake", resp, red))
 		}
-		return nil, c.failed(ctx, PhaseHandshake, dialError(red, hs.URL, err))
+		return nil, c.failed(ctx, PhaseHandshake, red, dialError(red, hs.URL, err))
 	}
 	ws.SetReadLimit(c.o.ReadLimit)
 	if sp := ws.Subprotocol(); red.String(sp) != sp {
 		ws.CloseNow()
-		return nil, c.failed(ctx, PhaseHandshake, errors.New("wsauth: the server selected the credential-bearing subprotocol; refusing a server that echoes credentials"))
+		return nil, c.failed(ctx, PhaseHandshake, red, errors.New("wsauth: the server selected the credential-bearing subprotocol; refusing a server that echoes credentials"))
 	}
 
 	if !rotating {
@@ -73,8 +74,8 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	}
 	actx, acancel := context.WithTimeout(ctx, c.o.AuthTimeout)
 	defer acancel()
-	conn := wsConn{c: ws, provisional: proof.Provisional}
-	opened, err := c.dialect.Open(actx, conn, proof.InBand)
+	conn := wsConn{c: ws}
+	opened, err := c.dialect.Open(actx, conn, proof)
 	if err == nil && proof.Exchange != nil {
 		err = proof.Exchange(actx, conn)
 	}
@@ -83,7 +84,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 		if ctx.Err() == nil && actx.Err() != nil {
 			err = fmt.Errorf("wsauth: no verdict within the auth timeout (%s): %w", c.o.AuthTimeout, actx.Err())
 		}
-		return nil, c.failed(ctx, PhaseAuth, scrubError(red, err))
+		return nil, c.failed(ctx, PhaseAuth, red, err)
 	}
 
 	// Without a verdict of the dialect's own, a credential the server can
@@ -161,27 +162,48 @@ func (c *Client) awaitVerdict(ctx, actx context.Context, pc *physConn, announced
 	case <-actx.Done():
 		pc.shutdown(0, "")
 		err := fmt.Errorf("wsauth: no verdict within the auth timeout (%s): %w", c.o.AuthTimeout, actx.Err())
-		return settlement{}, c.failed(ctx, PhaseAuth, err)
+		return settlement{}, c.failed(ctx, PhaseAuth, pc.red, err)
 	}
 }
 
+// dialectSubprotocols are the subprotocols the dialect needs offered.
+func dialectSubprotocols(d Dialect) []string {
+	if sp, ok := d.(SubprotocolProvider); ok {
+		return slices.Clone(sp.Subprotocols())
+	}
+	return nil
+}
+
 // failed builds the Ending of an attempt that did not get through.
-func (c *Client) failed(ctx context.Context, phase Phase, err error) Ending {
+func (c *Client) failed(ctx context.Context, phase Phase, red *redactor, err error) Ending {
+	e := c.describe(phase, red, err)
+	e.Local = ctx.Err() != nil
+	return e
+}
+
+// describe is the one conversion from how an attempt or a connection
+// ended to the Ending the policy classifies: the server's close frame and
+// what the dialect says it means, the status and Retry-After of a refused
+// HTTP request, an unverifiable certificate, and the cause scrubbed of the
+// attempt's secrets.
+func (c *Client) describe(phase Phase, red *redactor, err error) Ending {
 	if badCertificate(err) {
 		err = fmt.Errorf("%w: %w", ErrCertificate, err)
 	}
-	e := Ending{Phase: phase, Err: err}
-	if ctx.Err() != nil {
-		e.Local = true
-		return e
+	e := Ending{Phase: phase, Err: scrubError(red, err)}
+	var ce *CloseError
+	if code := closeStatus(err); code != -1 {
+		e.Code, e.Reason = code, red.String(closeReason(err))
+		e.Err = &CloseError{Code: e.Code, Reason: e.Reason}
+	} else if errors.As(e.Err, &ce) {
+		e.Code, e.Reason = ce.Code, ce.Reason
 	}
 	var he *HTTPError
-	if errors.As(err, &he) {
+	if errors.As(e.Err, &he) {
 		e.HTTPStatus, e.RetryAfter = he.StatusCode, he.RetryAfter
 	}
-	var ce *CloseError
-	if errors.As(err, &ce) {
-		e.Code, e.Reason = ce.Code, ce.Reason
+	if cc, ok := c.dialect.(CloseClassifier); ok && e.Code != 0 {
+		e.CloseMeaning = cc.ClassifyClose(e.Code, e.Reason)
 	}
 	return e
 }

@@ -1,76 +1,82 @@
 package wsauth
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"math"
-	"sort"
 	"time"
+
+	"github.com/wsauth/wsauth/internal/wire"
 )
+
+// Dialect is a service's authentication protocol: what is exchanged after
+// the upgrade, and how the server's messages read. DefaultDialect speaks
+// the wsauth protocol of the reference server (docs/protocol.md) and
+// PlainDialect no protocol at all; the packages under dialect/ speak
+// those of Home Assistant, graphql-ws, Centrifugo and Slack Socket Mode.
+//
+// The required part is small. A dialect may also implement Refresher
+// (in-band refresh), CloseClassifier (its close codes),
+// SubprotocolProvider (subprotocols it needs offered) and FrameSplitter
+// (several messages in one frame); the client discovers them with a type
+// assertion. A Dialect is shared by every connection of a client and must
+// be safe for concurrent use.
+type Dialect interface {
+	// Open runs right after the upgrade, with the attempt's proof in hand.
+	// With an in-band token (proof.InBand) it proves identity (the
+	// first-message pattern); without, it does whatever the protocol needs
+	// before application messages flow, which is often nothing. It must
+	// return when ctx ends. A refusal is an error: the server's close, as
+	// Conn reports it (a *CloseError), or an *AuthError. Its Opened says
+	// whether the server confirmed (see Verdict).
+	Open(ctx context.Context, conn Conn, proof Proof) (Opened, error)
+	// Inspect reads one server message after Open.
+	Inspect(typ MessageType, data []byte) Inbound
+}
+
+// Refresher is implemented by a Dialect whose protocol extends a session
+// in place: RefreshMessage returns the text message that does so with a
+// fresh token. The answer comes back through Inspect (InboundRefreshOK or
+// InboundRefreshFailed). Without it, sessions are renewed by reconnecting.
+type Refresher interface {
+	RefreshMessage(token string) ([]byte, error)
+}
+
+// CloseClassifier is implemented by a Dialect whose protocol gives close
+// codes a meaning of its own: ClassifyClose says what the server's close
+// means (ActionDefault when the protocol says nothing of it). The client
+// puts the answer in Ending.CloseMeaning, which DefaultClassify follows.
+type CloseClassifier interface {
+	ClassifyClose(code StatusCode, reason string) Action
+}
+
+// SubprotocolProvider is implemented by a Dialect that needs subprotocols
+// offered on the handshake, ahead of Options.Subprotocols.
+type SubprotocolProvider interface {
+	Subprotocols() []string
+}
+
+// FrameSplitter is implemented by a Dialect whose server may put several
+// messages in one WebSocket frame (Centrifugo's JSON protocol joins them
+// with newlines). The client then inspects, answers and delivers each part
+// on its own, so that a keepalive or a refresh answer batched with
+// application data is not mistaken for data.
+type FrameSplitter interface {
+	// SplitFrame returns the messages of one frame, in order; it may
+	// return data itself as the only part.
+	SplitFrame(typ MessageType, data []byte) [][]byte
+}
 
 // Conn is what a Dialect and a provider's in-band exchange see of one
 // physical connection while it is being authenticated, before the client's
 // own reader takes it over. Read with a context that ends closes the
-// connection (a coder/websocket rule), which is what an auth deadline wants.
+// connection (a coder/websocket rule), which is what an auth deadline
+// wants. A close from the server reads as a *CloseError.
 type Conn interface {
 	Read(ctx context.Context) (MessageType, []byte, error)
 	Write(ctx context.Context, typ MessageType, p []byte) error
 	// Subprotocol is the subprotocol the server selected, "" for none.
 	Subprotocol() string
-	// Provisional reports that the attempt's credential rode the handshake
-	// in a form servers refuse after the upgrade (Proof.Provisional): the
-	// server's verdict is still to come, in band.
-	Provisional() bool
-}
-
-// Verdict says what told the client that a connection was authenticated.
-type Verdict int
-
-// The verdicts, from the strongest.
-const (
-	// VerdictPending, the zero value, is what a dialect's Open returns when
-	// its protocol has no confirmation of its own for this connection. The
-	// client then decides: a credential refused before the upgrade (header,
-	// subprotocol) was accepted by the 101 itself; for one the server may
-	// still refuse after the upgrade (ticket, query, cookie, an in-band
-	// token) it waits for the first of an explicit confirmation the dialect
-	// recognises (InboundAuthOK), the server's first application message, or
-	// Options.VerdictWindow without a close.
-	VerdictPending Verdict = iota
-	// VerdictExplicit: the server confirmed the authentication (wsauth's
-	// auth_ok, Home Assistant's auth_ok, graphql-ws connection_ack, the
-	// reply to Centrifugo's connect, Slack's hello).
-	VerdictExplicit
-	// VerdictHandshake: the 101 was the verdict. Servers refuse header and
-	// subprotocol credentials with 401 or 403 before the upgrade, and
-	// PlainDialect takes every upgrade as accepted.
-	VerdictHandshake
-	// VerdictFirstMessage: the server's first application message came
-	// before any close. The message is delivered to the application.
-	VerdictFirstMessage
-	// VerdictWindow: Options.VerdictWindow passed after the upgrade without
-	// a close. A server that refuses later than that is caught by the
-	// late-refusal rule (see Options.VerdictWindow).
-	VerdictWindow
-)
-
-func (v Verdict) String() string {
-	switch v {
-	case VerdictPending:
-		return "pending"
-	case VerdictExplicit:
-		return "explicit"
-	case VerdictHandshake:
-		return "handshake"
-	case VerdictFirstMessage:
-		return "first-message"
-	case VerdictWindow:
-		return "window"
-	}
-	return fmt.Sprintf("Verdict(%d)", int(v))
 }
 
 // Opened is what a dialect learned while opening a connection.
@@ -89,17 +95,6 @@ type Opened struct {
 	// inspects and delivers them, in order, before anything it reads
 	// itself. Default none.
 	Pending [][]byte
-}
-
-// FrameSplitter is implemented by a Dialect whose server may put several
-// messages in one WebSocket frame (Centrifugo's JSON protocol joins them
-// with newlines). The client then inspects, answers and delivers each part
-// on its own, so that a keepalive or a refresh answer batched with
-// application data is not mistaken for data.
-type FrameSplitter interface {
-	// SplitFrame returns the messages of one frame, in order; it may
-	// return data itself as the only part.
-	SplitFrame(typ MessageType, data []byte) [][]byte
 }
 
 // InboundKind says what a server message means to the client.
@@ -143,44 +138,15 @@ type Inbound struct {
 	Message string
 }
 
-// Dialect is the set of message shapes and close codes a service uses for
-// authentication. The first-message exchange, the refresher and the close
-// classification all consult it. DefaultDialect is the wsauth protocol
-// (docs/protocol.md); HomeAssistant, GraphQLWS, Centrifugo and
-// SlackSocketMode speak those services' protocols (docs/dialects.md);
-// write your own to talk to another service.
-//
-// A Dialect is shared by every connection of a client and must be safe for
-// concurrent use.
-type Dialect interface {
-	// Name identifies the dialect in events and logs.
-	Name() string
-	// Subprotocols are offered on the handshake ahead of the application's
-	// own (Options.Subprotocols).
-	Subprotocols() []string
-	// Open runs right after the upgrade. With a non-empty token it proves
-	// identity in band (the first-message pattern); with an empty token it
-	// does whatever the protocol requires before application messages flow,
-	// which is often nothing. It must return when ctx ends. A refusal is an
-	// error: the server's close (as the client reports it) or an AuthError.
-	Open(ctx context.Context, conn Conn, token string) (Opened, error)
-	// RefreshMessage returns the text message that extends the session with
-	// token, or ErrRefreshUnsupported.
-	RefreshMessage(token string) ([]byte, error)
-	// Inspect reads one server message after Open.
-	Inspect(typ MessageType, data []byte) Inbound
-	// ClassifyClose says what a close code from the server means in this
-	// protocol; ActionDefault leaves it to the client's table.
-	ClassifyClose(code StatusCode, reason string) Action
-}
-
 // DefaultDialect speaks the wsauth protocol that the reference server
-// implements: {"type":"auth","token":…} answered by
-// {"type":"auth_ok","expires_in":N}; {"type":"refresh","token":…} answered
-// by refresh_ok or refresh_failed; expiring and going_away notices. Text
-// messages whose "type" is one of auth_ok, refresh_ok, refresh_failed,
-// expiring or going_away are consumed by the client; applications on this
-// dialect must not use those types for their own messages.
+// implements (docs/protocol.md): {"type":"auth","token":…} as the first
+// message for an in-band token; {"type":"auth_ok","expires_in":N} as the
+// confirmation; {"type":"refresh","token":…} answered by refresh_ok or
+// refresh_failed; expiring and going_away notices. Text messages whose
+// "type" is one of auth_ok, refresh_ok, refresh_failed, expiring or
+// going_away are consumed by the client; applications on this dialect must
+// not use those types for their own messages. Servers written by others
+// that confirm nothing are met by the verdict rule (see VerdictPending).
 var DefaultDialect Dialect = defaultDialect{}
 
 // PlainDialect is for servers with no in-band protocol at all: nothing is
@@ -197,51 +163,16 @@ var PlainDialect Dialect = plainDialect{}
 
 type plainDialect struct{}
 
-func (plainDialect) Name() string           { return "plain" }
-func (plainDialect) Subprotocols() []string { return nil }
-
-func (plainDialect) Open(_ context.Context, _ Conn, token string) (Opened, error) {
-	if token != "" {
+func (plainDialect) Open(_ context.Context, _ Conn, proof Proof) (Opened, error) {
+	if proof.InBand != "" {
 		return Opened{}, errors.New("wsauth: the plain dialect has no auth message; FirstMessageAuth needs a dialect that has one")
 	}
 	return Opened{Verdict: VerdictHandshake}, nil
 }
 
-func (plainDialect) RefreshMessage(string) ([]byte, error)   { return nil, ErrRefreshUnsupported }
-func (plainDialect) Inspect(MessageType, []byte) Inbound     { return Inbound{Kind: InboundData} }
-func (plainDialect) ClassifyClose(StatusCode, string) Action { return ActionDefault }
-
-// builtinDialects are the dialects known by name, for configuration files
-// and the command line.
-var builtinDialects = map[string]Dialect{
-	DefaultDialect.Name():    DefaultDialect,
-	PlainDialect.Name():      PlainDialect,
-	HomeAssistant{}.Name():   HomeAssistant{},
-	GraphQLWS{}.Name():       GraphQLWS{},
-	(&Centrifugo{}).Name():   &Centrifugo{},
-	SlackSocketMode{}.Name(): SlackSocketMode{},
-}
-
-// DialectNamed returns the built-in dialect called name.
-func DialectNamed(name string) (Dialect, bool) {
-	d, ok := builtinDialects[name]
-	return d, ok
-}
-
-// DialectNames lists the names of the built-in dialects, sorted.
-func DialectNames() []string {
-	names := make([]string, 0, len(builtinDialects))
-	for n := range builtinDialects {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func (plainDialect) Inspect(MessageType, []byte) Inbound { return Inbound{Kind: InboundData} }
 
 type defaultDialect struct{}
-
-func (defaultDialect) Name() string           { return "wsauth" }
-func (defaultDialect) Subprotocols() []string { return nil }
 
 type typedMessage struct {
 	Type      string   `json:"type"`
@@ -254,11 +185,11 @@ type typedMessage struct {
 // verdict to the client: the reference server confirms with auth_ok, which
 // Inspect recognises, and servers written by others confirm nothing (they
 // serve, or close 1008).
-func (defaultDialect) Open(ctx context.Context, conn Conn, token string) (Opened, error) {
-	if token == "" {
+func (defaultDialect) Open(ctx context.Context, conn Conn, proof Proof) (Opened, error) {
+	if proof.InBand == "" {
 		return Opened{}, nil
 	}
-	msg, err := json.Marshal(typedMessage{Type: "auth", Token: token})
+	msg, err := json.Marshal(typedMessage{Type: "auth", Token: proof.InBand})
 	if err != nil {
 		return Opened{}, err
 	}
@@ -277,12 +208,8 @@ var controlTypes = [][]byte{
 	[]byte(`"going_away"`), []byte(`"auth_ok"`),
 }
 
-// maxControlSize bounds the messages the default dialect parses: control
-// messages are small, application payloads need not be decoded.
-const maxControlSize = 1024
-
 func (defaultDialect) Inspect(typ MessageType, data []byte) Inbound {
-	if typ != MessageText || len(data) > maxControlSize || !mentionsAny(data, controlTypes) {
+	if typ != MessageText || len(data) > wire.MaxControlSize || !wire.MentionsAny(data, controlTypes...) {
 		return Inbound{Kind: InboundData}
 	}
 	var m typedMessage
@@ -291,47 +218,21 @@ func (defaultDialect) Inspect(typ MessageType, data []byte) Inbound {
 	}
 	switch m.Type {
 	case "refresh_ok":
-		return Inbound{Kind: InboundRefreshOK, ExpiresIn: seconds(m.ExpiresIn)}
+		return Inbound{Kind: InboundRefreshOK, ExpiresIn: wire.Seconds(m.ExpiresIn)}
 	case "refresh_failed":
 		return Inbound{Kind: InboundRefreshFailed, Message: m.Reason}
 	case "expiring":
-		return Inbound{Kind: InboundExpiring, ExpiresIn: seconds(m.ExpiresIn)}
+		return Inbound{Kind: InboundExpiring, ExpiresIn: wire.Seconds(m.ExpiresIn)}
 	case "going_away":
 		return Inbound{Kind: InboundGoingAway, Message: m.Reason}
 	case "auth_ok":
-		return Inbound{Kind: InboundAuthOK, ExpiresIn: seconds(m.ExpiresIn)}
+		return Inbound{Kind: InboundAuthOK, ExpiresIn: wire.Seconds(m.ExpiresIn)}
 	}
 	return Inbound{Kind: InboundData}
 }
 
-func (defaultDialect) ClassifyClose(StatusCode, string) Action { return ActionDefault }
-
-func mentionsAny(data []byte, needles [][]byte) bool {
-	if !bytes.Contains(data, []byte(`"type"`)) {
-		return false
-	}
-	for _, n := range needles {
-		if bytes.Contains(data, n) {
-			return true
-		}
-	}
-	return false
-}
-
-// seconds converts a JSON number of seconds; absent, negative or absurd
-// values mean "not said".
-func seconds(v *float64) time.Duration {
-	if v == nil || *v <= 0 || math.IsNaN(*v) || *v > 10*365*24*3600 {
-		return 0
-	}
-	return time.Duration(*v * float64(time.Second))
-}
-
 // wsConn adapts a coder/websocket connection to Conn.
-type wsConn struct {
-	c           rawConn
-	provisional bool
-}
+type wsConn struct{ c rawConn }
 
 // rawConn is the part of *websocket.Conn the client uses; an interface so
 // that the dialect tests can run against an in-memory peer.
@@ -351,8 +252,6 @@ func (w wsConn) Write(ctx context.Context, typ MessageType, p []byte) error {
 }
 
 func (w wsConn) Subprotocol() string { return w.c.Subprotocol() }
-
-func (w wsConn) Provisional() bool { return w.provisional }
 
 // closeErr turns coder/websocket's close error into the client's CloseError.
 func closeErr(err error) error {

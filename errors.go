@@ -40,10 +40,6 @@ var (
 	// refusal, so a client that cannot authenticate stops.
 	ErrNoCredential = errors.New("wsauth: the provider has no credential to offer")
 
-	// ErrRefreshUnsupported is returned by a Dialect whose protocol has no
-	// refresh message.
-	ErrRefreshUnsupported = errors.New("wsauth: the dialect has no refresh message")
-
 	// ErrRedirect is wrapped by the error of a REST call (ticket endpoint,
 	// login, URL endpoint) that the server redirected to another origin:
 	// the client never follows such a redirect, so no credential reaches

@@ -1,14 +1,10 @@
 package wsauth
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -223,10 +219,6 @@ type dispatcher struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
-	// goid is the dispatcher goroutine's id: Close called from the
-	// callback itself must not wait for the dispatcher, which is waiting
-	// for the callback to return.
-	goid atomic.Uint64
 }
 
 func newDispatcher(fn func(Event)) *dispatcher {
@@ -267,7 +259,6 @@ func (d *dispatcher) close() {
 
 func (d *dispatcher) run() {
 	defer close(d.done)
-	d.goid.Store(goroutineID())
 	for {
 		d.mu.Lock()
 		batch := d.pending
@@ -275,7 +266,7 @@ func (d *dispatcher) run() {
 		closed := d.closed
 		d.mu.Unlock()
 		for _, e := range batch {
-			d.fn(e)
+			runCallback(func() { d.fn(e) })
 		}
 		if len(batch) > 0 {
 			continue
@@ -285,25 +276,4 @@ func (d *dispatcher) run() {
 		}
 		<-d.wake
 	}
-}
-
-// onDispatcher reports whether the caller runs on the dispatcher goroutine,
-// that is, inside the event callback.
-func (d *dispatcher) onDispatcher() bool {
-	return d.fn != nil && d.goid.Load() == goroutineID()
-}
-
-// goroutineID returns the calling goroutine's id, from the first line of
-// its stack trace ("goroutine 42 [running]:"). Go offers no API for it;
-// only Close uses it, to recognise a call from inside the event callback.
-func goroutineID() uint64 {
-	var buf [64]byte
-	n := runtime.Stack(buf[:], false)
-	s := bytes.TrimPrefix(buf[:n], []byte("goroutine "))
-	if i := bytes.IndexByte(s, ' '); i > 0 {
-		if id, err := strconv.ParseUint(string(s[:i]), 10, 64); err == nil {
-			return id
-		}
-	}
-	return 0
 }

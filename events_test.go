@@ -28,7 +28,6 @@ func TestCloseFromInsideTheEventCallback(t *testing.T) {
 	closed := make(chan struct{})
 	var once atomic.Bool
 	c, err := New("ws://"+refusedAddr(t)+"/ws", &Options{
-		Backoff: backoff.NewConstantBackOff(time.Hour),
 		OnEvent: func(e Event) {
 			if e.Kind == EventReconnecting && once.CompareAndSwap(false, true) {
 				<-ready
@@ -36,6 +35,7 @@ func TestCloseFromInsideTheEventCallback(t *testing.T) {
 				close(closed)
 			}
 		},
+		Reconnect: ReconnectPolicy{Backoff: backoff.NewConstantBackOff(time.Hour)},
 	})
 	require.NoError(t, err)
 	cp.Store(c)
@@ -45,6 +45,9 @@ func TestCloseFromInsideTheEventCallback(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("Close called from the callback deadlocked")
 	}
+	// From inside, Close signals and returns; the client stops as soon as
+	// the callback has returned.
+	waitDone(t, c)
 	require.ErrorIs(t, c.Err(), ErrClosed)
 	// From outside, Close waits for the dispatcher to deliver the rest.
 	require.NoError(t, c.Close())
@@ -56,7 +59,6 @@ func TestCloseWaitsForTheEventCallback(t *testing.T) {
 	var stopped atomic.Bool
 	var once atomic.Bool
 	c, err := New("ws://"+refusedAddr(t)+"/ws", &Options{
-		Backoff: backoff.NewConstantBackOff(time.Hour),
 		OnEvent: func(e Event) {
 			if e.Kind == EventReconnecting && once.CompareAndSwap(false, true) {
 				close(inside)
@@ -66,6 +68,7 @@ func TestCloseWaitsForTheEventCallback(t *testing.T) {
 				stopped.Store(true)
 			}
 		},
+		Reconnect: ReconnectPolicy{Backoff: backoff.NewConstantBackOff(time.Hour)},
 	})
 	require.NoError(t, err)
 	<-inside
@@ -91,9 +94,9 @@ func TestTokenEndpointRefusalIsAnHTTPError(t *testing.T) {
 	cfg := &clientcredentials.Config{ClientID: "bot", ClientSecret: "wrong-secret", TokenURL: srv.URL}
 	rec := newRecorder()
 	c, err := New("ws://"+refusedAddr(t)+"/ws", &Options{
-		Auth:    &HeaderAuth{Tokens: TokenFunc(cfg.Token)},
-		OnEvent: rec.on, MaxAuthFailures: 2,
-		Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond},
+		Auth:      &HeaderAuth{Tokens: TokenFunc(cfg.Token)},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{MaxAuthFailures: 2, Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}},
 	})
 	require.NoError(t, err)
 	waitDone(t, c)

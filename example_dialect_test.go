@@ -25,7 +25,9 @@ import (
 //	server  {"op":"heartbeat"}                  answered {"op":"heartbeat_ack"}
 //	close   4001 key expired: get a new key; 4002 banned: give up
 //
-// A dialect is shared by every connection of a client, so it keeps no
+// The required part of a dialect is Open and Inspect; refresh, close codes
+// and subprotocols are optional methods the client finds on its own. A
+// dialect is shared by every connection of a client, so it keeps no
 // per-connection state (or guards it).
 type opsDialect struct{}
 
@@ -36,13 +38,14 @@ type opsMessage struct {
 	Why string  `json:"why,omitempty"`
 }
 
-func (opsDialect) Name() string           { return "ops" }
+// Subprotocols makes the client offer ops.v1 (wsauth.SubprotocolProvider).
 func (opsDialect) Subprotocols() []string { return []string{"ops.v1"} }
 
-// Open proves identity in band. A refusal is an *wsauth.AuthError: the
-// client then never offers that key again and fetches a fresh one.
-func (opsDialect) Open(ctx context.Context, conn wsauth.Conn, token string) (wsauth.Opened, error) {
-	login, _ := json.Marshal(opsMessage{Op: "login", Key: token})
+// Open proves identity in band with the proof's token. A refusal is a
+// *wsauth.AuthError: the client then never offers that key again and
+// fetches a fresh one. "welcome" is the server's explicit verdict.
+func (opsDialect) Open(ctx context.Context, conn wsauth.Conn, proof wsauth.Proof) (wsauth.Opened, error) {
+	login, _ := json.Marshal(opsMessage{Op: "login", Key: proof.InBand})
 	if err := conn.Write(ctx, wsauth.MessageText, login); err != nil {
 		return wsauth.Opened{}, err
 	}
@@ -56,14 +59,15 @@ func (opsDialect) Open(ctx context.Context, conn wsauth.Conn, token string) (wsa
 	}
 	switch m.Op {
 	case "welcome":
-		return wsauth.Opened{ExpiresIn: time.Duration(m.TTL * float64(time.Second))}, nil
+		return wsauth.Opened{Verdict: wsauth.VerdictExplicit, ExpiresIn: time.Duration(m.TTL * float64(time.Second))}, nil
 	case "denied":
 		return wsauth.Opened{}, &wsauth.AuthError{Message: m.Why}
 	}
 	return wsauth.Opened{}, fmt.Errorf("ops: expected welcome, got %q", m.Op)
 }
 
-// RefreshMessage is sent ahead of expiry with a fresh key.
+// RefreshMessage is sent ahead of expiry with a fresh key
+// (wsauth.Refresher).
 func (opsDialect) RefreshMessage(token string) ([]byte, error) {
 	return json.Marshal(opsMessage{Op: "renew", Key: token})
 }
@@ -88,8 +92,8 @@ func (opsDialect) Inspect(typ wsauth.MessageType, data []byte) wsauth.Inbound {
 	return wsauth.Inbound{Kind: wsauth.InboundData}
 }
 
-// ClassifyClose maps the service's own close codes; everything else is
-// left to the client's table.
+// ClassifyClose maps the service's own close codes
+// (wsauth.CloseClassifier); everything else is left to the client's table.
 func (opsDialect) ClassifyClose(code wsauth.StatusCode, reason string) wsauth.Action {
 	switch code {
 	case 4001:

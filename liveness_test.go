@@ -58,8 +58,11 @@ func newSilentListener(t *testing.T) *silentListener {
 func TestDialTimeoutEndsAHangingHandshake(t *testing.T) {
 	s := newSilentListener(t)
 	rec := newRecorder()
-	c, err := New("ws://"+s.ln.Addr().String()+"/ws", &Options{OnEvent: rec.on, DialTimeout: 200 * time.Millisecond,
-		Backoff: &FullJitter{Initial: time.Hour}})
+	c, err := New("ws://"+s.ln.Addr().String()+"/ws", &Options{
+		OnEvent:   rec.on,
+		Timeouts:  Timeouts{Dial: 200 * time.Millisecond},
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Hour}},
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
@@ -88,10 +91,10 @@ func TestAuthTimeoutEndsASilentExchange(t *testing.T) {
 	t.Cleanup(srv.Close)
 	rec := newRecorder()
 	c, err := New("ws"+strings.TrimPrefix(srv.URL, "http"), &Options{
-		Auth:        &FirstMessageAuth{Tokens: StaticToken("a-token-nobody-checks")},
-		OnEvent:     rec.on,
-		AuthTimeout: 200 * time.Millisecond,
-		Backoff:     &FullJitter{Initial: time.Hour},
+		Auth:      &FirstMessageAuth{Tokens: StaticToken("a-token-nobody-checks")},
+		OnEvent:   rec.on,
+		Timeouts:  Timeouts{Auth: 200 * time.Millisecond},
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Hour}},
 	})
 	require.NoError(t, err)
 	defer c.Close()
@@ -105,7 +108,7 @@ func TestAuthTimeoutEndsASilentExchange(t *testing.T) {
 func TestInitialJitterDelaysTheFirstDial(t *testing.T) {
 	s := newSilentListener(t)
 	rec := newRecorder()
-	c, err := New("ws://"+s.ln.Addr().String()+"/ws", &Options{OnEvent: rec.on, InitialJitter: time.Hour})
+	c, err := New("ws://"+s.ln.Addr().String()+"/ws", &Options{OnEvent: rec.on, Reconnect: ReconnectPolicy{InitialJitter: time.Hour}})
 	require.NoError(t, err)
 	// Within the jitter nothing has dialled; Close cuts the wait short.
 	require.NoError(t, c.Close())
@@ -156,7 +159,7 @@ func TestOversizedMessageEndsConnection(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	rec := newRecorder()
-	c, err := New("ws"+strings.TrimPrefix(srv.URL, "http"), &Options{OnEvent: rec.on, ReadLimit: 1024, Backoff: &FullJitter{Initial: time.Hour}})
+	c, err := New("ws"+strings.TrimPrefix(srv.URL, "http"), &Options{OnEvent: rec.on, Limits: Limits{ReadLimit: 1024}, Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Hour}}})
 	require.NoError(t, err)
 	defer c.Close()
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))

@@ -1,7 +1,6 @@
 package wsauth
 
 import (
-	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -12,122 +11,59 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// Action is what the client does after a connection, or an attempt at one,
-// ends.
-type Action int
-
-// The actions of the reconnect policy.
-const (
-	// ActionDefault, returned by an override, defers to the next rule: the
-	// dialect's, then DefaultClassify.
-	ActionDefault Action = iota
-	// ActionRetry reconnects after the backoff delay, reusing credentials
-	// that are still valid.
-	ActionRetry
-	// ActionReauth invalidates the credentials (token cache, ticket,
-	// cookie), gets fresh ones and reconnects: at once the first time, then
-	// with backoff. Consecutive rejections count toward
-	// Options.MaxAuthFailures.
-	ActionReauth
-	// ActionStop ends the client; its stop cause is the ending's error.
-	ActionStop
-)
-
-func (a Action) String() string {
-	switch a {
-	case ActionDefault:
-		return "default"
-	case ActionRetry:
-		return "retry"
-	case ActionReauth:
-		return "reauth"
-	case ActionStop:
-		return "stop"
-	}
-	return "Action(?)"
-}
-
-// Phase says how far a connection attempt got.
-type Phase int
-
-// The phases of a connection.
-const (
-	// PhaseCredentials: the provider was getting credentials (token source,
-	// ticket endpoint, login).
-	PhaseCredentials Phase = iota + 1
-	// PhaseHandshake: the HTTP upgrade.
-	PhaseHandshake
-	// PhaseAuth: the in-band exchange after the upgrade.
-	PhaseAuth
-	// PhaseConnected: the connection was authenticated and in use.
-	PhaseConnected
-)
-
-func (p Phase) String() string {
-	switch p {
-	case PhaseCredentials:
-		return "credentials"
-	case PhaseHandshake:
-		return "handshake"
-	case PhaseAuth:
-		return "auth"
-	case PhaseConnected:
-		return "connected"
-	}
-	return "Phase(?)"
-}
-
-// Ending describes how a physical connection, or an attempt at one, ended.
-// The reconnect policy classifies it.
-type Ending struct {
-	// Err is the cause, with credentials redacted.
-	Err error
-	// Phase is how far the attempt got.
-	Phase Phase
-	// Code and Reason are the close frame the server sent, zero and empty
-	// when it sent none.
-	Code   StatusCode
-	Reason string
-	// HTTPStatus is the status of a refused handshake or provider call
-	// (ticket, login, token endpoint), zero when there was none.
-	HTTPStatus int
-	// RetryAfter is the server's Retry-After, zero when absent.
-	RetryAfter time.Duration
-	// Local is true when the client itself ended it: Close, or the context
-	// given to Dial ending before the first connection.
-	Local bool
-	// Uptime is how long the connection was authenticated, zero if it never
-	// was.
-	Uptime time.Duration
-
-	// renew marks a planned break (refresh fallback, reconnect at expiry):
-	// the next attempt starts at once.
-	renew bool
-	// atExpiry marks an ending at or after the session's known expiry.
-	atExpiry bool
-}
-
 // minLivedSession is how long a session that the server ended at its known
 // expiry must have lasted for the next attempt to start at once even in a
 // streak: shorter sessions meet the backoff like any quick ending.
 const minLivedSession = time.Second
 
-// DefaultClassify is the reconnect policy's table. Options.Classify can
-// override any row; returning ActionDefault from the override falls back to
-// the dialect and then to this table.
+// ReconnectPolicy is how the client reconnects: the pacing of attempts,
+// the budgets that stop it, and how an ending is classified. Zero means the
+// default; negative values are refused.
+type ReconnectPolicy struct {
+	// Backoff paces reconnects. Default NewFullJitter() (500ms initial,
+	// ×2, 30s cap, no attempt limit); backoff.ExponentialBackOff works too.
+	// One value serves one client.
+	Backoff backoff.BackOff
+	// StableAfter is how long a connection must stay up for the backoff and
+	// the budgets to reset. Default 10s.
+	StableAfter time.Duration
+	// InitialJitter delays the first attempt by a random time up to this,
+	// so that a fleet started together does not dial together. Default 0.
+	InitialJitter time.Duration
+	// MaxRetryAfter caps the server's Retry-After. Default 5m.
+	MaxRetryAfter time.Duration
+	// MaxAuthFailures is how many refusals in a row stop the client with a
+	// GaveUpError. Default 5.
+	MaxAuthFailures int
+	// MaxProtocolErrors is how many protocol errors in a row (closes 1002,
+	// 1003, 1007, 1009, 1010, or ErrProtocol) stop the client. Default 5.
+	MaxProtocolErrors int
+	// Classify overrides DefaultClassify: it is given every ending, and
+	// returning ActionDefault falls back to the table. Default none.
+	Classify func(Ending) Action
+}
+
+// DefaultClassify is the reconnect policy's table, the one place an ending
+// becomes an action; ReconnectPolicy.Classify may override any row and
+// fall back to this table for the rest:
 //
-//	ending                                           action
-//	Close, cancelled context                         stop
-//	close 1008, or a code in Options.ReauthCodes     reauth
-//	HTTP 401/403 (handshake, ticket, login, token)   reauth
-//	HTTP 429/503, Retry-After honoured               retry
-//	other HTTP statuses                              retry
-//	close 1000 sent by the server                    retry
-//	close 1001, 1006, 1011-1014, 3000-4999           retry
-//	network error, dial or auth timeout, no pong     retry
-//	close 1002, 1003, 1007, 1009, 1010               retry; stop after Options.MaxProtocolErrors in a row
-//	credentials refused MaxAuthFailures times in a row   stop (GaveUpError)
-//	credentials sent over an insecure transport      stop
+//	ending                                                action
+//	Close, cancelled context                              stop
+//	a credential over an insecure transport               stop
+//	a handshake redirect, a REST redirect to another origin   stop
+//	a close code the dialect gives a meaning (CloseMeaning)   that meaning
+//	close 1008                                            reauth
+//	close 1000 before the verdict                         reauth
+//	HTTP 401/403 (handshake, ticket, login, token)        reauth
+//	nothing to offer, an in-band refusal (AuthError)      reauth
+//	anything else: HTTP 429/503 (Retry-After honoured), other statuses,
+//	close 1000 after the verdict, 1001, 1006, 1011-1014, 3000-4999,
+//	network errors, timeouts, no pong                     retry
+//
+// What the policy then does with the action (whether a reauth counts as a
+// refusal, the limits on refusals and protocol errors, an unverifiable
+// certificate) is the second half of the table, in the package
+// documentation.
 func DefaultClassify(e Ending) Action {
 	switch {
 	case e.Local:
@@ -136,6 +72,8 @@ func DefaultClassify(e Ending) Action {
 		return ActionStop
 	case e.Phase == PhaseHandshake && isRedirect(e.HTTPStatus):
 		return ActionStop
+	case e.CloseMeaning != ActionDefault:
+		return e.CloseMeaning
 	case e.Code == StatusPolicyViolation:
 		return ActionReauth
 	case e.Phase == PhaseAuth && e.Code == StatusNormalClosure:
@@ -144,11 +82,7 @@ func DefaultClassify(e Ending) Action {
 		return ActionReauth
 	case e.HTTPStatus == http.StatusUnauthorized || e.HTTPStatus == http.StatusForbidden:
 		return ActionReauth
-	case errors.Is(e.Err, ErrCredentialRejected), errors.Is(e.Err, ErrNoCredential):
-		return ActionReauth
-	}
-	var ae *AuthError
-	if errors.As(e.Err, &ae) {
+	case errors.Is(e.Err, ErrCredentialRejected), errors.Is(e.Err, ErrNoCredential), isAuthError(e.Err):
 		return ActionReauth
 	}
 	return ActionRetry
@@ -187,14 +121,14 @@ type FullJitter struct {
 
 // Default backoff values.
 const (
-	DefaultBackoffInitial    = 500 * time.Millisecond
-	DefaultBackoffMultiplier = 2.0
-	DefaultBackoffMax        = 30 * time.Second
+	defaultBackoffInitial    = 500 * time.Millisecond
+	defaultBackoffMultiplier = 2.0
+	defaultBackoffMax        = 30 * time.Second
 )
 
 // NewFullJitter returns a FullJitter with the default values.
 func NewFullJitter() *FullJitter {
-	return &FullJitter{Initial: DefaultBackoffInitial, Multiplier: DefaultBackoffMultiplier, Max: DefaultBackoffMax}
+	return &FullJitter{Initial: defaultBackoffInitial, Multiplier: defaultBackoffMultiplier, Max: defaultBackoffMax}
 }
 
 // NextBackOff implements backoff.BackOff.
@@ -217,13 +151,13 @@ func (b *FullJitter) NextBackOff() time.Duration {
 func (b *FullJitter) ceiling(n int) time.Duration {
 	initial, mult, max := b.Initial, b.Multiplier, b.Max
 	if initial <= 0 {
-		initial = DefaultBackoffInitial
+		initial = defaultBackoffInitial
 	}
 	if mult < 1 {
-		mult = DefaultBackoffMultiplier
+		mult = defaultBackoffMultiplier
 	}
 	if max <= 0 {
-		max = DefaultBackoffMax
+		max = defaultBackoffMax
 	}
 	c := float64(initial) * math.Pow(mult, float64(n))
 	if c > float64(max) || math.IsInf(c, 0) || math.IsNaN(c) {
@@ -237,90 +171,6 @@ func (b *FullJitter) Reset() {
 	b.mu.Lock()
 	b.attempts = 0
 	b.mu.Unlock()
-}
-
-// sleep waits d or until ctx ends, whichever is first.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// run is the one goroutine that decides to connect and reconnect.
-func (c *Client) run() {
-	var stopErr error
-	defer func() { c.finish(stopErr) }()
-
-	if c.o.InitialJitter > 0 {
-		if sleep(c.ctx, rand.N(c.o.InitialJitter)) != nil {
-			stopErr = c.localCause()
-			return
-		}
-	}
-	why := ReasonInitial
-	var run streak
-	var verdict Ending // the last ending that carried the server's word
-	for {
-		run.attempts++
-		attempt := run.attempts
-		c.enter(StateConnecting, Event{Kind: EventConnecting, Attempt: attempt, Reason: why})
-		pc, end := c.connect(c.ctx, why, attempt, false)
-		if pc != nil {
-			end = c.supervise(pc, attempt, why)
-		}
-		if end.Local {
-			stopErr = c.localCause()
-			return
-		}
-		c.mu.Lock()
-		c.lastErr = end.Err
-		c.mu.Unlock()
-		if end.Code != 0 || end.HTTPStatus != 0 || isAuthError(end.Err) {
-			verdict = end
-		}
-		if end.Uptime >= c.o.StableAfter {
-			c.bo.Reset()
-			run = streak{}
-		}
-
-		action := c.classify(end)
-		next := run.next(end, action, &c.o)
-		if next.stop != "" {
-			stopErr = c.gaveUp(next.stop, attempt, end, verdict)
-			return
-		}
-		why = next.why
-		immediate := next.immediate
-		if end.renew {
-			action = ActionReauth
-		}
-
-		var delay time.Duration
-		if !immediate {
-			delay = c.bo.NextBackOff()
-			if delay == backoff.Stop {
-				stopErr = c.gaveUp("backoff", attempt, end, verdict)
-				return
-			}
-		}
-		if ra := min(end.RetryAfter, c.o.MaxRetryAfter); ra > delay {
-			delay = ra
-		}
-		c.enter(StateReconnecting, Event{Kind: EventReconnecting, Attempt: run.attempts + 1, Action: action, Err: end.Err,
-			Code: end.Code, CloseReason: end.Reason, HTTPStatus: end.HTTPStatus, Delay: delay})
-		if sleep(c.ctx, delay) != nil {
-			stopErr = c.localCause()
-			return
-		}
-	}
 }
 
 // streak is the run of endings since the last stable connection, which
@@ -354,7 +204,7 @@ type step struct {
 // fresh credentials without holding the last ones against the client,
 // at once the first time in a streak or when it lived to its known expiry,
 // and with backoff after.
-func (s *streak) next(end Ending, action Action, o *Options) step {
+func (s *streak) next(end Ending, action Action, o *config) step {
 	switch {
 	case end.renew:
 		// A planned break ahead of expiry: fresh credentials, at once.
@@ -399,8 +249,8 @@ func isAuthError(err error) bool {
 	return errors.As(err, &ae)
 }
 
-// classify applies the override, the dialect, the extra reauth codes and
-// the default table, in that order. The client's own Close always stops.
+// classify applies the override, then the table. The client's own Close
+// always stops.
 func (c *Client) classify(e Ending) Action {
 	if e.Local {
 		return ActionStop
@@ -410,56 +260,5 @@ func (c *Client) classify(e Ending) Action {
 			return a
 		}
 	}
-	if e.Code != 0 {
-		if a := c.dialect.ClassifyClose(e.Code, e.Reason); a != ActionDefault {
-			return a
-		}
-		for _, rc := range c.o.ReauthCodes {
-			if rc == e.Code {
-				return ActionReauth
-			}
-		}
-	}
 	return DefaultClassify(e)
-}
-
-func (c *Client) gaveUp(why string, attempts int, last, verdict Ending) error {
-	return &GaveUpError{Why: why, Attempts: attempts, Code: verdict.Code, Reason: verdict.Reason,
-		HTTPStatus: verdict.HTTPStatus, Err: last.Err, Verdict: verdict.Err}
-}
-
-// localCause is the stop cause when the client was told to stop.
-func (c *Client) localCause() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closeCause != nil {
-		return c.closeCause
-	}
-	return ErrClosed
-}
-
-// finish runs once when the engine stops: it settles every pending send,
-// lets Receive drain, and reports the stop.
-func (c *Client) finish(stopErr error) {
-	if stopErr == nil {
-		stopErr = ErrClosed
-	}
-	c.cancel()
-	at := time.Now()
-	c.mu.Lock()
-	c.err = stopErr
-	c.setStateLocked(StateClosed)
-	c.cur = nil
-	c.mu.Unlock()
-	c.queue.close(stopErr)
-	var ev error = stopErr
-	if stopErr == ErrClosed {
-		ev = nil
-	}
-	c.emit(Event{Kind: EventStopped, Time: at, Err: ev})
-	c.events.close()
-	if c.ownHC {
-		c.hc.CloseIdleConnections()
-	}
-	close(c.done)
 }

@@ -52,8 +52,11 @@ func Test1008MidStreamWithTicketFetchesNewTicket(t *testing.T) {
 	store := &recordingTickets{TicketStore: server.NewMemoryTicketStore()}
 	env := newServer(t, withConfig(func(c *server.Config) { c.TicketStore = store }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
-		OnEvent: rec.on, Backoff: fast()})
+	c := dialed(t, env, &Options{
+		Auth:      &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{Backoff: fast()},
+	})
 	echo(t, c, "before")
 	require.Equal(t, 1, env.CloseAll(websocket.StatusPolicyViolation, "Unauthorized"))
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
@@ -84,7 +87,7 @@ func Test1008WithFirstMessageSendsNewToken(t *testing.T) {
 	}))
 	m := newMinter(env, "alice", time.Hour)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &FirstMessageAuth{Tokens: m}, OnEvent: rec.on, Backoff: fast()})
+	c := dialed(t, env, &Options{Auth: &FirstMessageAuth{Tokens: m}, OnEvent: rec.on, Reconnect: ReconnectPolicy{Backoff: fast()}})
 	echo(t, c, "before")
 	env.CloseAll(websocket.StatusPolicyViolation, "Unauthorized")
 	rec.waitFor(t, 2, kind(EventConnected))
@@ -101,8 +104,11 @@ func Test1008WithFirstMessageSendsNewToken(t *testing.T) {
 func TestServerDownForTwoSecondsThenBack(t *testing.T) {
 	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
-		Backoff: &FullJitter{Initial: 50 * time.Millisecond, Multiplier: 2, Max: 400 * time.Millisecond}})
+	c := dialed(t, env, &Options{
+		Auth:      &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: 50 * time.Millisecond, Multiplier: 2, Max: 400 * time.Millisecond}},
+	})
 	echo(t, c, "before")
 	env.Stop()
 	restarted := make(chan error, 1)
@@ -126,9 +132,13 @@ func TestBlackholedConnectionDetectedByPing(t *testing.T) {
 	env := newServer(t)
 	px := env.Proxy()
 	rec := newRecorder()
-	c, err := Dial(testCtx(t), px.URL(), &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
-		OnEvent: rec.on, Backoff: fast(), PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond,
-		DialTimeout: 500 * time.Millisecond})
+	c, err := Dial(testCtx(t), px.URL(), &Options{
+		Auth:      &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent:   rec.on,
+		Timeouts:  Timeouts{Dial: 500 * time.Millisecond},
+		Liveness:  Liveness{PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond},
+		Reconnect: ReconnectPolicy{Backoff: fast()},
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	echo(t, c, "before")
@@ -144,7 +154,7 @@ func TestBlackholedConnectionDetectedByPing(t *testing.T) {
 func TestRevokedCredentialsStopAfterLimit(t *testing.T) {
 	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(), MaxAuthFailures: 4})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Reconnect: ReconnectPolicy{Backoff: fast(), MaxAuthFailures: 4}})
 	echo(t, c, "before")
 	env.Revoke("alice")
 	waitDone(t, c)
@@ -172,8 +182,11 @@ func TestRevokedCredentialsStopAfterLimit(t *testing.T) {
 func TestRetryAfterFromServerRateLimiterIsHonoured(t *testing.T) {
 	env := newServer(t, withConfig(func(c *server.Config) { c.HandshakeRate, c.HandshakeBurst = 1, 1 }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
-		Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}})
+	c := dialed(t, env, &Options{
+		Auth:      &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Millisecond, Max: time.Millisecond}},
+	})
 	env.CloseAll(websocket.StatusGoingAway, "bye")
 	var limited Event
 	rec.waitFor(t, 1, func(e Event) bool {
@@ -195,9 +208,12 @@ func TestRetryAfterFromServerRateLimiterIsHonoured(t *testing.T) {
 func TestQueuedSendsAcrossServerRestartAreDeliveredOrFail(t *testing.T) {
 	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
-		OnEvent: rec.on, SendQueue: 1000, ReceiveBuffer: 1024,
-		Backoff: &FullJitter{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
+	c := dialed(t, env, &Options{
+		Auth:      &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent:   rec.on,
+		Limits:    Limits{SendQueue: 1000, ReceiveBuffer: 1024},
+		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}},
+	})
 	echo(t, c, "warm up")
 	env.Stop()
 	rec.waitFor(t, 1, kind(EventReconnecting))
@@ -251,7 +267,7 @@ func TestQueuedSendsAcrossServerRestartAreDeliveredOrFail(t *testing.T) {
 func TestSendWhoseContextEndsInQueueIsNeverWritten(t *testing.T) {
 	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast()})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Reconnect: ReconnectPolicy{Backoff: fast()}})
 	env.Stop()
 	rec.waitFor(t, 1, kind(EventReconnecting))
 	ctx, cancel := context.WithCancel(testCtx(t))
@@ -269,7 +285,7 @@ func TestSendWhoseContextEndsInQueueIsNeverWritten(t *testing.T) {
 func TestCloseFailsPendingSends(t *testing.T) {
 	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast()})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Reconnect: ReconnectPolicy{Backoff: fast()}})
 	env.Stop()
 	rec.waitFor(t, 1, kind(EventReconnecting))
 	errs := make(chan error, 10)
@@ -290,7 +306,7 @@ func TestCloseFailsPendingSends(t *testing.T) {
 func TestQueueFullFailsAtOnce(t *testing.T) {
 	env := newServer(t)
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(), SendQueue: 2})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Limits: Limits{SendQueue: 2}, Reconnect: ReconnectPolicy{Backoff: fast()}})
 	env.Stop()
 	rec.waitFor(t, 1, kind(EventReconnecting))
 	errs := make(chan error, 2)
@@ -311,7 +327,7 @@ func TestCloseDuringBackoffReturnsAtOnce(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	rec := newRecorder()
-	c, err := New("ws://"+addr+"/ws", &Options{OnEvent: rec.on, Backoff: backoff.NewConstantBackOff(time.Hour)})
+	c, err := New("ws://"+addr+"/ws", &Options{OnEvent: rec.on, Reconnect: ReconnectPolicy{Backoff: backoff.NewConstantBackOff(time.Hour)}})
 	require.NoError(t, err)
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Equal(t, time.Hour, ev.Delay)
@@ -330,7 +346,7 @@ func TestCloseDuringBackoffReturnsAtOnce(t *testing.T) {
 		rec2.waitFor(t, 1, kind(EventReconnecting))
 		cancel()
 	}()
-	_, err = Dial(ctx, "ws://"+addr+"/ws", &Options{OnEvent: rec2.on, Backoff: backoff.NewConstantBackOff(time.Hour)})
+	_, err = Dial(ctx, "ws://"+addr+"/ws", &Options{OnEvent: rec2.on, Reconnect: ReconnectPolicy{Backoff: backoff.NewConstantBackOff(time.Hour)}})
 	require.ErrorIs(t, err, context.Canceled)
 	require.Contains(t, err.Error(), "last attempt", "Dial says what was going wrong")
 }
@@ -355,13 +371,20 @@ func TestClassificationRowsAgainstServer(t *testing.T) {
 		{code: 1013, want: ActionRetry},
 		// A server that accepts and then closes with a re-auth code ends
 		// sessions it accepted: authenticate again, with backoff, forever.
-		{code: 4401, opts: func(o *Options) { o.ReauthCodes = []StatusCode{4401, 4403} }, want: ActionReauth},
+		{code: 4401, opts: func(o *Options) {
+			o.Reconnect.Classify = func(e Ending) Action {
+				if e.Code == 4401 {
+					return ActionReauth
+				}
+				return ActionDefault
+			}
+		}, want: ActionReauth},
 		{code: 4401, want: ActionRetry},
 		{code: 1002, want: ActionRetry, stopWhy: "protocol", attempts: 3},
 		{code: 1003, want: ActionRetry, stopWhy: "protocol", attempts: 3},
 		{code: 1007, want: ActionRetry, stopWhy: "protocol", attempts: 3},
 		{code: 1000, opts: func(o *Options) {
-			o.Classify = func(e Ending) Action {
+			o.Reconnect.Classify = func(e Ending) Action {
 				if e.Code == StatusNormalClosure {
 					return ActionStop
 				}
@@ -372,8 +395,11 @@ func TestClassificationRowsAgainstServer(t *testing.T) {
 		t.Run(fmt.Sprintf("%d-%s", tc.code, tc.stopWhy), func(t *testing.T) {
 			env := newServer(t, wsauthtest.WithHandler(closingApp(tc.code)))
 			rec := newRecorder()
-			o := &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on, Backoff: fast(),
-				MaxAuthFailures: 3, MaxProtocolErrors: 3}
+			o := &Options{
+				Auth:      &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+				OnEvent:   rec.on,
+				Reconnect: ReconnectPolicy{Backoff: fast(), MaxAuthFailures: 3, MaxProtocolErrors: 3},
+			}
 			if tc.opts != nil {
 				tc.opts(o)
 			}
@@ -403,8 +429,13 @@ func TestConcurrentTriggersMakeOneReconnect(t *testing.T) {
 	env := newServer(t)
 	px := env.Proxy()
 	rec := newRecorder()
-	c, err := Dial(testCtx(t), px.URL(), &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
-		OnEvent: rec.on, Backoff: fast(), PingInterval: 5 * time.Millisecond, PongTimeout: time.Second, ReceiveBuffer: 4096, SendQueue: 4096})
+	c, err := Dial(testCtx(t), px.URL(), &Options{
+		Auth:      &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent:   rec.on,
+		Limits:    Limits{ReceiveBuffer: 4096, SendQueue: 4096},
+		Liveness:  Liveness{PingInterval: 5 * time.Millisecond, PongTimeout: time.Second},
+		Reconnect: ReconnectPolicy{Backoff: fast()},
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 
@@ -465,7 +496,7 @@ func TestNoApplicationMessageBeforeAuthentication(t *testing.T) {
 		return m.Token()
 	})
 	rec := newRecorder()
-	c, err := New(env.URL(), &Options{Auth: &FirstMessageAuth{Tokens: slow}, OnEvent: rec.on, Backoff: fast()})
+	c, err := New(env.URL(), &Options{Auth: &FirstMessageAuth{Tokens: slow}, OnEvent: rec.on, Reconnect: ReconnectPolicy{Backoff: fast()}})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	const n = 50

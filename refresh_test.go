@@ -222,8 +222,11 @@ func TestRefreshWithAnotherPrincipalsTokenIsRefused(t *testing.T) {
 	t.Parallel()
 	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = 3 * time.Second }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
-		TokenSource: env.TokenSource("bob", time.Hour)})
+	c := dialed(t, env, &Options{
+		Auth:    &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent: rec.on,
+		Renewal: RenewalPolicy{Tokens: env.TokenSource("bob", time.Hour)},
+	})
 	require.Equal(t, "alice header", ask(t, c, "whoami"))
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.Equal(t, StatusPolicyViolation, ev.Code)
@@ -237,8 +240,11 @@ func TestServerClosesAtExpiryWithoutRefresh(t *testing.T) {
 	t.Parallel()
 	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = time.Second }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: StaticToken(env.Token("alice", time.Hour))}, OnEvent: rec.on,
-		Renewal: RenewNone})
+	c := dialed(t, env, &Options{
+		Auth:    &HeaderAuth{Tokens: StaticToken(env.Token("alice", time.Hour))},
+		OnEvent: rec.on,
+		Renewal: RenewalPolicy{Strategy: RenewNone},
+	})
 	for i := 1; i <= 3; i++ {
 		ev := rec.waitFor(t, i, kind(EventReconnecting))
 		require.Equal(t, StatusPolicyViolation, ev.Code)
@@ -280,8 +286,11 @@ func TestRotationUnderSteadyTraffic(t *testing.T) {
 	codes := make(chan websocket.StatusCode, 100)
 	env := newServer(t, wsauthtest.WithHandler(closeRecordingApp(codes)), withConfig(func(c *server.Config) { c.SessionTTL = 3 * time.Second }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
-		OnEvent: rec.on, Renewal: RenewRotate})
+	c := dialed(t, env, &Options{
+		Auth:    &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent: rec.on,
+		Renewal: RenewalPolicy{Strategy: RenewRotate},
+	})
 	s := startStream(t, c, 5*time.Millisecond)
 	rec.waitFor(t, 3, kind(EventRotated))
 	s.finish(t, rec)
@@ -297,8 +306,11 @@ func TestReconnectAheadOfExpiryUnderSteadyTrafficLosesNothing(t *testing.T) {
 	t.Parallel()
 	env := newServer(t, withConfig(func(c *server.Config) { c.SessionTTL = 2 * time.Second }))
 	rec := newRecorder()
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
-		OnEvent: rec.on, Renewal: RenewReconnect})
+	c := dialed(t, env, &Options{
+		Auth:    &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)},
+		OnEvent: rec.on,
+		Renewal: RenewalPolicy{Strategy: RenewReconnect},
+	})
 	s := startStream(t, c, 5*time.Millisecond)
 	rec.waitFor(t, 3, kind(EventConnected))
 	s.finish(t, rec)
@@ -329,7 +341,7 @@ func TestRefresherSharesTheProvidersTokenCache(t *testing.T) {
 	env := newServer(t)
 	auth := &FirstMessageAuth{Tokens: env.TokenSource("alice", time.Hour)}
 	c := dialed(t, env, &Options{Auth: auth})
-	require.Same(t, auth.tokenCache(), c.tokens, "one cache, so one fetch in flight for refresher and reconnects")
+	require.Same(t, auth.TokenSource(), c.tokens, "one cache, so one fetch in flight for refresher and reconnects")
 }
 
 func TestThousandClientsRefreshAtSpreadTimes(t *testing.T) {
@@ -349,8 +361,7 @@ func TestThousandClientsRefreshAtSpreadTimes(t *testing.T) {
 	for i := 0; i < n; i++ {
 		var once sync.Once
 		c, err := New(env.URL(), &Options{
-			Auth:         &HeaderAuth{Tokens: StaticToken(env.Token("alice", time.Hour))},
-			PingInterval: -1,
+			Auth: &HeaderAuth{Tokens: StaticToken(env.Token("alice", time.Hour))},
 			OnEvent: func(e Event) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -368,6 +379,7 @@ func TestThousandClientsRefreshAtSpreadTimes(t *testing.T) {
 					})
 				}
 			},
+			Liveness: Liveness{PingInterval: -1},
 		})
 		require.NoError(t, err)
 		clients[i] = c
@@ -406,7 +418,7 @@ func TestCloseSendsCodeAndReasonToServer(t *testing.T) {
 	require.Equal(t, StatusNormalClosure, <-codes)
 
 	// A client whose application stopped reading still closes cleanly.
-	c2 := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, ReceiveBuffer: 1})
+	c2 := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}, Limits: Limits{ReceiveBuffer: 1}})
 	for i := 0; i < 5; i++ {
 		require.NoError(t, c2.SendText(testCtx(t), "unread"))
 	}

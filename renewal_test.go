@@ -25,8 +25,9 @@ func TestRefreshWorksForTicketAndCookieProofs(t *testing.T) {
 		{"ticket, refreshed with the provider's own bearer token", &Options{
 			Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)}}},
 		{"cookie, refreshed with Options.TokenSource", &Options{
-			Auth:        &CookieAuth{LoginURL: env.LoginURL(), LoginBody: loginBody(wsauthtest.Alice, wsauthtest.AlicePassword)},
-			TokenSource: env.TokenSource(wsauthtest.Alice, time.Hour)}},
+			Auth:    &CookieAuth{LoginURL: env.LoginURL(), LoginBody: loginBody(wsauthtest.Alice, wsauthtest.AlicePassword)},
+			Renewal: RenewalPolicy{Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
@@ -56,6 +57,12 @@ func TestRefreshWorksForTicketAndCookieProofs(t *testing.T) {
 // lifetime: the client learns the expiry from the server's notices alone.
 type noticeOnly struct{ Dialect }
 
+// RefreshMessage forwards to the wrapped dialect: a wrapper must pass on
+// the optional methods it wants the client to find.
+func (d noticeOnly) RefreshMessage(token string) ([]byte, error) {
+	return d.Dialect.(Refresher).RefreshMessage(token)
+}
+
 func (d noticeOnly) Inspect(typ MessageType, data []byte) Inbound {
 	if strings.Contains(string(data), `"auth_ok"`) {
 		return Inbound{Kind: InboundIgnore}
@@ -84,10 +91,11 @@ func TestOnConnectRunsBeforeQueuedSendsOnEveryConnection(t *testing.T) {
 	rec := newRecorder()
 	c, err := New(env.URL(), &Options{
 		Auth:    &HeaderAuth{Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)},
-		OnEvent: rec.on, Backoff: fast(),
+		OnEvent: rec.on,
 		OnConnect: func(ctx context.Context, s *Session) error {
 			return s.Send(ctx, MessageText, []byte("subscribe "+s.Reason.String()))
 		},
+		Reconnect: ReconnectPolicy{Backoff: fast()},
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
@@ -114,7 +122,7 @@ func TestOnConnectErrorRetries(t *testing.T) {
 	failures := 2
 	c := dialed(t, env, &Options{
 		Auth:    &HeaderAuth{Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)},
-		OnEvent: rec.on, Backoff: fast(),
+		OnEvent: rec.on,
 		OnConnect: func(ctx context.Context, s *Session) error {
 			if failures > 0 {
 				failures--
@@ -122,6 +130,7 @@ func TestOnConnectErrorRetries(t *testing.T) {
 			}
 			return nil
 		},
+		Reconnect: ReconnectPolicy{Backoff: fast()},
 	})
 	echo(t, c, "after two failed OnConnects")
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
@@ -135,7 +144,7 @@ func TestLibraryExponentialBackOffWorksToo(t *testing.T) {
 	rec := newRecorder()
 	eb := backoff.NewExponentialBackOff()
 	eb.InitialInterval, eb.MaxInterval, eb.MaxElapsedTime = 20*time.Millisecond, 200*time.Millisecond, 0
-	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)}, OnEvent: rec.on, Backoff: eb})
+	c := dialed(t, env, &Options{Auth: &HeaderAuth{Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)}, OnEvent: rec.on, Reconnect: ReconnectPolicy{Backoff: eb}})
 	env.Stop()
 	rec.waitFor(t, 3, kind(EventReconnecting))
 	require.NoError(t, env.Start())
@@ -149,7 +158,7 @@ func TestLibraryExponentialBackOffWorksToo(t *testing.T) {
 
 	// A policy that says stop ends the client with a GaveUpError.
 	stopAfter := backoff.WithMaxRetries(backoff.NewConstantBackOff(time.Millisecond), 2)
-	c2, err := New(env.URL(), &Options{Auth: &HeaderAuth{Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)}, Backoff: stopAfter})
+	c2, err := New(env.URL(), &Options{Auth: &HeaderAuth{Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)}, Reconnect: ReconnectPolicy{Backoff: stopAfter}})
 	require.NoError(t, err)
 	require.NoError(t, c2.WaitConnected(testCtx(t)))
 	env.Stop()

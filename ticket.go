@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
-	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -44,12 +42,6 @@ type TicketAuth struct {
 	ts tokenState
 }
 
-// Ticket is one ticket as the endpoint issued it.
-type Ticket struct {
-	Value     string
-	ExpiresIn time.Duration
-}
-
 // Prepare implements Authenticator.
 func (a *TicketAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
 	tok, err := a.ts.bearer(ctx, a.Tokens, why, hs)
@@ -61,155 +53,34 @@ func (a *TicketAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 		return Proof{}, err
 	}
 	param := orDefault(a.Param, DefaultTicketParam)
-	hs.AddSecret(t.Value)
+	hs.AddSecret(t)
 	hs.AddSecretParam(param)
-	setQuery(hs.URL, param, t.Value)
+	setQuery(hs.URL, param, t)
 	return Proof{Expiry: tok.Expiry, Provisional: true}, nil
 }
 
-func (a *TicketAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
+// TokenSource implements TokenSourcer: the provider\'s token cache.
+func (a *TicketAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // fetch calls the ticket endpoint once.
-func (a *TicketAuth) fetch(ctx context.Context, hs *Handshake, tok *oauth2.Token) (Ticket, error) {
+func (a *TicketAuth) fetch(ctx context.Context, hs *Handshake, tok *oauth2.Token) (string, error) {
 	if a.Endpoint == "" {
-		return Ticket{}, errors.New("wsauth: TicketAuth.Endpoint is empty")
+		return "", errors.New("wsauth: TicketAuth.Endpoint is empty")
 	}
 	body, err := a.ts.postBearer(ctx, hs, a.HTTPClient, a.Endpoint, tok, nil)
 	if err != nil {
-		return Ticket{}, err
+		return "", err
 	}
+	// The ticket's expires_in is the server's business: a ticket is used
+	// at once, and only once.
 	var out struct {
-		Ticket    string   `json:"ticket"`
-		ExpiresIn *float64 `json:"expires_in"`
+		Ticket string `json:"ticket"`
 	}
 	if err := json.Unmarshal(body, &out); err != nil || out.Ticket == "" {
 		// The body may hold the ticket itself; never quote it.
-		return Ticket{}, errors.New(`wsauth: ticket endpoint answered without a {"ticket":…} JSON object`)
+		return "", errors.New(`wsauth: ticket endpoint answered without a {"ticket":…} JSON object`)
 	}
-	return Ticket{Value: out.Ticket, ExpiresIn: seconds(out.ExpiresIn)}, nil
-}
-
-// TicketURLAuth gets the whole WebSocket URL from a REST call before every
-// connection attempt, the way Slack Socket Mode works
-// (https://api.slack.com/apis/socket-mode, method apps.connections.open):
-// it POSTs to Endpoint with "Authorization: Bearer" from Tokens, reads
-// {"ok":true,"url":"wss://…"}, and dials that URL instead of the one given
-// to Dial (which then only has to be a valid placeholder, such as
-// "wss://wss-primary.slack.com/link/"). The URL is single use and carries
-// its own ticket: TicketURLAuth fetches a new one for every attempt, never
-// dials one twice, and registers the URL and its query values as secrets,
-// so they are scrubbed from errors, events and logs. The returned URL must
-// be ws:// or wss://, and the insecure-transport rule applies to it: plain
-// ws:// only to loopback unless Options.AllowInsecure.
-//
-// Slack's answers: {"ok":false,"error":"invalid_auth"} (and not_authed,
-// token_revoked, token_expired, account_inactive, missing_scope,
-// no_permission, not_allowed_token_type, access_denied, forbidden_team,
-// team_access_not_granted) mean the bearer token is bad: it is rejected in
-// the token cache, never sent again, and the error is an *AuthError the
-// reconnect policy treats as "re-authenticate". Other errors are retried
-// with backoff; HTTP 429 honours Retry-After. A dialed URL the server
-// refuses says nothing against the bearer token: the next attempt asks for
-// a new URL with the same token. Use it with the SlackSocketMode dialect.
-type TicketURLAuth struct {
-	// Endpoint is the REST method's URL, for Slack
-	// "https://slack.com/api/apps.connections.open". Required.
-	Endpoint string
-	// Tokens supplies the bearer token for the endpoint (for Slack the
-	// app-level token, xapp-…). Required.
-	Tokens oauth2.TokenSource
-	// HTTPClient makes the endpoint call. Default: the client's.
-	HTTPClient *http.Client
-
-	ts tokenState
-}
-
-// slackAuthErrors are the error strings of Slack's Web API that say the
-// bearer token itself is refused.
-var slackAuthErrors = map[string]bool{
-	"not_authed": true, "invalid_auth": true, "account_inactive": true,
-	"token_revoked": true, "token_expired": true, "no_permission": true,
-	"missing_scope": true, "not_allowed_token_type": true, "access_denied": true,
-	"forbidden_team": true, "team_access_not_granted": true,
-}
-
-// Prepare implements Authenticator.
-func (a *TicketURLAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Proof, error) {
-	tok, err := a.ts.bearer(ctx, a.Tokens, why, hs)
-	if err != nil {
-		return Proof{}, err
-	}
-	u, err := a.fetch(ctx, hs, tok)
-	if err != nil {
-		return Proof{}, err
-	}
-	hs.URL = u
-	// The server's session lifetime is its own business (Slack announces
-	// the end with a disconnect notice), not the bearer token's.
-	return Proof{Provisional: true}, nil
-}
-
-func (a *TicketURLAuth) tokenCache() *TokenCache { return a.ts.init(a.Tokens) }
-
-// fetch calls the endpoint once and returns the URL to dial, its secrets
-// registered.
-func (a *TicketURLAuth) fetch(ctx context.Context, hs *Handshake, tok *oauth2.Token) (*url.URL, error) {
-	if a.Endpoint == "" {
-		return nil, errors.New("wsauth: TicketURLAuth.Endpoint is empty")
-	}
-	body, err := a.ts.postBearer(ctx, hs, a.HTTPClient, a.Endpoint, tok,
-		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}})
-	if err != nil {
-		return nil, err
-	}
-	var out struct {
-		OK    bool   `json:"ok"`
-		URL   string `json:"url"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		// The body may hold the URL and its ticket; never quote it.
-		return nil, errors.New(`wsauth: URL endpoint answered without a {"ok":…} JSON object`)
-	}
-	if !out.OK {
-		reason := hs.red.String(strings.ToValidUTF8(out.Error, "?"))
-		if len(reason) > 64 {
-			reason = reason[:64]
-		}
-		if slackAuthErrors[out.Error] {
-			a.ts.cache.Reject(tok)
-			return nil, &AuthError{Message: reason}
-		}
-		return nil, fmt.Errorf("wsauth: URL endpoint refused: %q", reason)
-	}
-	if out.URL == "" {
-		return nil, errors.New(`wsauth: URL endpoint answered "ok" without a url`)
-	}
-	hs.AddSecret(out.URL)
-	u, err := url.Parse(out.URL)
-	if err != nil {
-		// url.Parse quotes its input in the error.
-		return nil, errors.New("wsauth: URL endpoint answered with a url that does not parse")
-	}
-	for k, vs := range u.Query() {
-		hs.AddSecretParam(k)
-		hs.AddSecret(vs...)
-	}
-	if u.RawQuery != "" {
-		hs.AddSecret(u.RawQuery)
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "ws", "wss":
-	default:
-		return nil, fmt.Errorf("wsauth: URL endpoint answered with a %q URL, not ws or wss", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, errors.New("wsauth: URL endpoint answered with a url without a host")
-	}
-	if err := checkTransport(u, hs.AllowInsecure); err != nil {
-		return nil, err
-	}
-	return u, nil
+	return out.Ticket, nil
 }
 
 // bearer returns the bearer token that buys a ticket or URL. A refused
@@ -234,9 +105,9 @@ func (s *tokenState) bearer(ctx context.Context, src oauth2.TokenSource, why Rea
 func (s *tokenState) postBearer(ctx context.Context, hs *Handshake, hc *http.Client, endpoint string, tok *oauth2.Token, header http.Header) ([]byte, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil {
-		return nil, fmt.Errorf("wsauth: ticket endpoint: %w", err)
+		return nil, errors.New("wsauth: the ticket endpoint's URL does not parse")
 	}
-	if err := checkTransport(u, hs.AllowInsecure); err != nil {
+	if err := hs.CheckTransport(u); err != nil {
 		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, http.NoBody)
@@ -259,7 +130,7 @@ func (s *tokenState) postBearer(ctx context.Context, hs *Handshake, hc *http.Cli
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		herr := httpErrorFrom("ticket", resp, hs.red)
+		herr := hs.RefusalError("ticket", resp)
 		if herr.Rejected() {
 			s.cache.Reject(tok)
 		}

@@ -290,7 +290,8 @@ func TestDefaultClassifyTable(t *testing.T) {
 // the Reason each next attempt hands the provider, whether it starts at
 // once, and which limit stops the client.
 func TestStreakTable(t *testing.T) {
-	o := &Options{MaxAuthFailures: 3, MaxProtocolErrors: 2}
+	cfg, err := (&Options{Reconnect: ReconnectPolicy{MaxAuthFailures: 3, MaxProtocolErrors: 2}}).resolve()
+	require.NoError(t, err)
 	type row struct {
 		end    Ending
 		action Action
@@ -366,7 +367,7 @@ func TestStreakTable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s streak
 			for i, r := range tc.rows {
-				require.Equal(t, r.want, s.next(r.end, r.action, o), "ending %d", i+1)
+				require.Equal(t, r.want, s.next(r.end, r.action, &cfg), "ending %d", i+1)
 			}
 		})
 	}
@@ -468,7 +469,7 @@ func TestDefaultDialectInspect(t *testing.T) {
 	require.Equal(t, InboundExpiring, d.Inspect(MessageText, []byte(`{"type":"expiring","expires_in":5}`)).Kind)
 	require.Equal(t, InboundGoingAway, d.Inspect(MessageText, []byte(`{"type":"going_away"}`)).Kind)
 	require.Equal(t, InboundData, d.Inspect(MessageText, []byte(`{"type":"refresh_ok"`)).Kind, "broken JSON is the application's")
-	msg, err := d.RefreshMessage(`to"ken`)
+	msg, err := d.(Refresher).RefreshMessage(`to"ken`)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"type":"refresh","token":"to\"ken"}`, string(msg))
 }
@@ -493,14 +494,4 @@ func TestRenewAtSpreadsWithinWindow(t *testing.T) {
 	}
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 	require.Greater(t, offs[len(offs)-1]-offs[0], 5*time.Minute)
-}
-
-func TestDialectRegistry(t *testing.T) {
-	d, ok := DialectNamed("wsauth")
-	require.True(t, ok)
-	require.Equal(t, DefaultDialect, d)
-	_, ok = DialectNamed("no-such-dialect")
-	require.False(t, ok)
-	require.Contains(t, DialectNames(), "wsauth")
-	require.True(t, sort.StringsAreSorted(DialectNames()))
 }

@@ -114,9 +114,9 @@ func TestVerdictRules(t *testing.T) {
 		{name: "a server that confirms nothing: the window", app: &plainApp{good: "tok"}, want: VerdictWindow},
 		{name: "the first application message", app: &plainApp{good: "tok", welcome: "hello there"}, want: VerdictFirstMessage, welcome: "hello there"},
 		{name: "no window: the first message is awaited", app: &plainApp{good: "tok", welcome: "hi"},
-			opts: Options{VerdictWindow: -1}, want: VerdictFirstMessage, welcome: "hi"},
+			opts: Options{Timeouts: Timeouts{Verdict: -1}}, want: VerdictFirstMessage, welcome: "hi"},
 		{name: "an announced verdict is awaited past the window", app: &plainApp{good: "tok", announce: true, announceDelay: 50 * time.Millisecond},
-			opts: Options{VerdictWindow: time.Millisecond}, want: VerdictExplicit},
+			opts: Options{Timeouts: Timeouts{Verdict: time.Millisecond}}, want: VerdictExplicit},
 		{name: "the plain dialect does not wait", app: &plainApp{good: "tok"}, opts: Options{Dialect: PlainDialect}, want: VerdictHandshake},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,8 +149,11 @@ func TestVerdictRules(t *testing.T) {
 	t.Run("the reference server's auth_ok", func(t *testing.T) {
 		env := newServer(t)
 		rec := newRecorder()
-		dialed(t, env, &Options{Auth: &QueryAuth{Tokens: env.TokenSource("alice", time.Hour)}, OnEvent: rec.on,
-			VerdictWindow: time.Nanosecond})
+		dialed(t, env, &Options{
+			Auth:     &QueryAuth{Tokens: env.TokenSource("alice", time.Hour)},
+			OnEvent:  rec.on,
+			Timeouts: Timeouts{Verdict: time.Nanosecond},
+		})
 		require.Equal(t, VerdictExplicit, rec.waitFor(t, 1, kind(EventConnected)).Verdict,
 			"the server announces its verdict, so the client waits for it however short the window")
 	})
@@ -158,8 +161,11 @@ func TestVerdictRules(t *testing.T) {
 
 func TestRefusalInsideTheVerdictWindowWritesNothing(t *testing.T) {
 	app := &plainApp{good: "good"}
-	c, err := New(serve(t, app), &Options{Auth: &QueryAuth{Tokens: StaticToken("bad")}, MaxAuthFailures: 2, Backoff: fast(),
-		VerdictWindow: waitLong})
+	c, err := New(serve(t, app), &Options{
+		Auth:      &QueryAuth{Tokens: StaticToken("bad")},
+		Timeouts:  Timeouts{Verdict: waitLong},
+		Reconnect: ReconnectPolicy{MaxAuthFailures: 2, Backoff: fast()},
+	})
 	require.NoError(t, err)
 	sent := make(chan error, 1)
 	go func() { sent <- c.SendText(testCtx(t), "queued before the verdict") }()
@@ -179,8 +185,11 @@ func TestLateRefusalCountsAsRefusal(t *testing.T) {
 	// token is not offered again and the client gives up.
 	app := &plainApp{good: "tok", closeOnFirst: true}
 	rec := newRecorder()
-	c, err := New(serve(t, app), &Options{Auth: &QueryAuth{Tokens: StaticToken("tok")}, OnEvent: rec.on,
-		MaxAuthFailures: 3, Backoff: fast()})
+	c, err := New(serve(t, app), &Options{
+		Auth:      &QueryAuth{Tokens: StaticToken("tok")},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{MaxAuthFailures: 3, Backoff: fast()},
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	require.Equal(t, VerdictWindow, rec.waitFor(t, 1, kind(EventConnected)).Verdict)
@@ -253,8 +262,11 @@ func TestPolicyCloseOfAWorkingSessionIsNoRefusal(t *testing.T) {
 	// again with the same token, and it never gives up.
 	app := &adminClose{good: "long-lived"}
 	rec := newRecorder()
-	c, err := Dial(testCtx(t), serve(t, app), &Options{Auth: &HeaderAuth{Tokens: StaticToken("long-lived")}, OnEvent: rec.on,
-		MaxAuthFailures: 2, Backoff: fast()})
+	c, err := Dial(testCtx(t), serve(t, app), &Options{
+		Auth:      &HeaderAuth{Tokens: StaticToken("long-lived")},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{MaxAuthFailures: 2, Backoff: fast()},
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	for i := 1; i <= 5; i++ {
@@ -279,8 +291,11 @@ func TestReauthAfterPolicyCloseRefusedCounts(t *testing.T) {
 	// time.
 	app := &adminClose{good: "tok"}
 	rec := newRecorder()
-	c, err := Dial(testCtx(t), serve(t, app), &Options{Auth: &HeaderAuth{Tokens: StaticToken("tok")}, OnEvent: rec.on,
-		MaxAuthFailures: 3, Backoff: fast()})
+	c, err := Dial(testCtx(t), serve(t, app), &Options{
+		Auth:      &HeaderAuth{Tokens: StaticToken("tok")},
+		OnEvent:   rec.on,
+		Reconnect: ReconnectPolicy{MaxAuthFailures: 3, Backoff: fast()},
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	echo(t, c, "working")

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsauth/wsauth"
+	"github.com/wsauth/wsauth/dialect/centrifugo"
 )
 
 // centrifugeServer is a github.com/centrifugal/centrifuge node behind its
@@ -162,7 +163,7 @@ func (s *centrifugeServer) connectTokens() []string {
 
 // centrifugoDialect is where the client's Centrifugo dialect comes from;
 // one value per client.
-func centrifugoDialect() wsauth.Dialect { return &wsauth.Centrifugo{} }
+func centrifugoDialect() wsauth.Dialect { return &centrifugo.Dialect{} }
 
 // centrifugeSpec connects with JWTs from the token endpoint, sent in the
 // connect command.
@@ -184,8 +185,11 @@ func centrifugeStaticSpec(s *centrifugeServer, token string) spec {
 	return spec{
 		url: s.wsURL(),
 		options: func() *wsauth.Options {
-			return &wsauth.Options{Dialect: centrifugoDialect(), MaxAuthFailures: 2,
-				Auth: &wsauth.FirstMessageAuth{Tokens: wsauth.StaticToken(token)}}
+			return &wsauth.Options{
+				Dialect:   centrifugoDialect(),
+				Auth:      &wsauth.FirstMessageAuth{Tokens: wsauth.StaticToken(token)},
+				Reconnect: wsauth.ReconnectPolicy{MaxAuthFailures: 2},
+			}
 		},
 		args: []string{"--auth", "first-message", "--dialect", "centrifugo", "--max-auth-failures", "2"},
 		env:  []string{"WSAUTH_TOKEN=" + token},
@@ -270,7 +274,7 @@ func TestCentrifugeConnectionExpired3005(t *testing.T) {
 		options := sp.options
 		sp.options = func() *wsauth.Options {
 			o := options()
-			o.Renewal = wsauth.RenewNone
+			o.Renewal.Strategy = wsauth.RenewNone
 			return o
 		}
 		sp.args = append(sp.args, "--renewal", "none")

@@ -124,8 +124,10 @@ func cookieSpec(s *cookieServer, password, origin string) spec {
 	sp := spec{
 		url: s.wsURL("/ws"),
 		options: func() *wsauth.Options {
-			return &wsauth.Options{Auth: &wsauth.CookieAuth{LoginURL: s.url("/login"), LoginBody: body, Origin: origin},
-				MaxAuthFailures: 3}
+			return &wsauth.Options{
+				Auth:      &wsauth.CookieAuth{LoginURL: s.url("/login"), LoginBody: body, Origin: origin},
+				Reconnect: wsauth.ReconnectPolicy{MaxAuthFailures: 3},
+			}
 		},
 		args: []string{"--auth", "cookie", "--login-url", s.url("/login"), "--max-auth-failures", "3"},
 		env:  []string{"WSAUTH_LOGIN_JSON=" + string(body)},
@@ -255,8 +257,8 @@ func TestCookieRefreshKeepsOneConnection(t *testing.T) {
 	s := newCookieServer(t, p, 2*time.Second)
 	body, _ := json.Marshal(map[string]string{"username": botID, "password": botPassword})
 	c := startLibrary(t, s.wsURL("/ws"), &wsauth.Options{
-		Auth:        &wsauth.CookieAuth{LoginURL: s.url("/login"), LoginBody: body},
-		TokenSource: wsauth.TokenFunc(p.config().Token),
+		Auth:    &wsauth.CookieAuth{LoginURL: s.url("/login"), LoginBody: body},
+		Renewal: wsauth.RenewalPolicy{Tokens: wsauth.TokenFunc(p.config().Token)},
 	})
 	checkRefreshKeepsOneConnection(t, c, s.plainServer, p)
 	require.Equal(t, 1, s.loginCount())

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsauth/wsauth"
+	"github.com/wsauth/wsauth/dialect/graphqlws"
 )
 
 // graphqlServer is gqlgen's WebSocket transport (graphql-transport-ws)
@@ -217,7 +218,7 @@ func gqlType(b []byte) string {
 }
 
 // graphqlDialect is where the client's graphql-ws dialect comes from.
-func graphqlDialect() wsauth.Dialect { return wsauth.GraphQLWS{} }
+func graphqlDialect() wsauth.Dialect { return graphqlws.Dialect{} }
 
 // graphqlSpec initialises connections with client-credentials tokens.
 func graphqlSpec(s *graphqlServer, p *idp) spec {
@@ -237,8 +238,11 @@ func graphqlStaticSpec(s *graphqlServer, token string) spec {
 	return spec{
 		url: s.wsURL(),
 		options: func() *wsauth.Options {
-			return &wsauth.Options{Dialect: graphqlDialect(), MaxAuthFailures: 2,
-				Auth: &wsauth.FirstMessageAuth{Tokens: wsauth.StaticToken(token)}}
+			return &wsauth.Options{
+				Dialect:   graphqlDialect(),
+				Auth:      &wsauth.FirstMessageAuth{Tokens: wsauth.StaticToken(token)},
+				Reconnect: wsauth.ReconnectPolicy{MaxAuthFailures: 2},
+			}
 		},
 		args: []string{"--auth", "first-message", "--dialect", "graphql-ws", "--max-auth-failures", "2"},
 		env:  []string{"WSAUTH_TOKEN=" + token},

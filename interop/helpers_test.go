@@ -253,8 +253,8 @@ func startLibrary(t *testing.T, url string, o *wsauth.Options) *libClient {
 			l.close()
 		}
 	}
-	if o.Backoff == nil {
-		o.Backoff = testBackoff()
+	if o.Reconnect.Backoff == nil {
+		o.Reconnect.Backoff = testBackoff()
 	}
 	c, err := wsauth.New(url, o)
 	require.NoError(t, err)

@@ -45,8 +45,10 @@ func querySpec(s *queryServer, token string) spec {
 	return spec{
 		url: s.wsURL("/ws"),
 		options: func() *wsauth.Options {
-			return &wsauth.Options{Auth: &wsauth.QueryAuth{Tokens: wsauth.StaticToken(token), Param: s.param},
-				MaxAuthFailures: 3}
+			return &wsauth.Options{
+				Auth:      &wsauth.QueryAuth{Tokens: wsauth.StaticToken(token), Param: s.param},
+				Reconnect: wsauth.ReconnectPolicy{MaxAuthFailures: 3},
+			}
 		},
 		args: []string{"--auth", "query", "--param", s.param, "--max-auth-failures", "3"},
 		env:  []string{"WSAUTH_TOKEN=" + token},

@@ -134,8 +134,8 @@ func ticketSpec(s *ticketServer, token string) spec {
 		url: s.wsURL("/ws"),
 		options: func() *wsauth.Options {
 			return &wsauth.Options{
-				Auth:            &wsauth.TicketAuth{Endpoint: s.url("/api/ws-ticket"), Tokens: wsauth.StaticToken(token)},
-				MaxAuthFailures: 3,
+				Auth:      &wsauth.TicketAuth{Endpoint: s.url("/api/ws-ticket"), Tokens: wsauth.StaticToken(token)},
+				Reconnect: wsauth.ReconnectPolicy{MaxAuthFailures: 3},
 			}
 		},
 		// --ticket-url defaults to the URL's host with /api/ws-ticket.

@@ -187,7 +187,8 @@ func TestTokens(t *testing.T) {
 
 	// A token that has already expired is refused, and the refusal recorded.
 	_, err = wsauth.Dial(ctxFor(t), srv.URL(), &wsauth.Options{
-		Auth: &wsauth.HeaderAuth{Tokens: wsauth.StaticToken(srv.Token(wsauthtest.Alice, -time.Minute))}, Backoff: fast(),
+		Auth:      &wsauth.HeaderAuth{Tokens: wsauth.StaticToken(srv.Token(wsauthtest.Alice, -time.Minute))},
+		Reconnect: wsauth.ReconnectPolicy{Backoff: fast()},
 	})
 	var gu *wsauth.GaveUpError
 	require.ErrorAs(t, err, &gu)
@@ -237,8 +238,9 @@ func TestCloseAllAndExpireSessions(t *testing.T) {
 	srv := wsauthtest.NewServer(t)
 	ev := newEvents()
 	c := dial(t, srv.URL(), &wsauth.Options{
-		Auth:    &wsauth.TicketAuth{Endpoint: srv.TicketURL(), Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-		OnEvent: ev.on, Backoff: fast(),
+		Auth:      &wsauth.TicketAuth{Endpoint: srv.TicketURL(), Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+		OnEvent:   ev.on,
+		Reconnect: wsauth.ReconnectPolicy{Backoff: fast()},
 	})
 	authenticated(t, srv, 1)
 	require.Equal(t, 1, srv.CloseAll(websocket.StatusPolicyViolation, "Unauthorized"))
@@ -263,8 +265,9 @@ func TestRevokeHoldsAcrossRestartUntilUnrevoke(t *testing.T) {
 	srv := wsauthtest.NewServer(t)
 	ev := newEvents()
 	c := dial(t, srv.URL(), &wsauth.Options{
-		Auth:    &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-		OnEvent: ev.on, Backoff: fast(), MaxAuthFailures: 2,
+		Auth:      &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+		OnEvent:   ev.on,
+		Reconnect: wsauth.ReconnectPolicy{Backoff: fast(), MaxAuthFailures: 2},
 	})
 	authenticated(t, srv, 1)
 	require.Equal(t, 1, srv.Revoke(wsauthtest.Alice))
@@ -280,7 +283,8 @@ func TestRevokeHoldsAcrossRestartUntilUnrevoke(t *testing.T) {
 
 	require.NoError(t, srv.Restart())
 	_, err := wsauth.Dial(ctxFor(t), srv.URL(), &wsauth.Options{
-		Auth: &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)}, Backoff: fast(), MaxAuthFailures: 1,
+		Auth:      &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+		Reconnect: wsauth.ReconnectPolicy{Backoff: fast(), MaxAuthFailures: 1},
 	})
 	require.ErrorAs(t, err, &gu, "still revoked after the restart")
 	require.Equal(t, http.StatusUnauthorized, gu.HTTPStatus)
@@ -295,8 +299,9 @@ func TestRefuseHandshakesAndPause(t *testing.T) {
 	srv.RefuseHandshakes(http.StatusServiceUnavailable, 2)
 	ev := newEvents()
 	opts := &wsauth.Options{
-		Auth:    &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-		OnEvent: ev.on, Backoff: fast(), MaxRetryAfter: time.Millisecond,
+		Auth:      &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+		OnEvent:   ev.on,
+		Reconnect: wsauth.ReconnectPolicy{Backoff: fast(), MaxRetryAfter: time.Millisecond},
 	}
 	c := dial(t, srv.URL(), opts)
 	for i := 1; i <= 2; i++ {
@@ -330,8 +335,9 @@ func TestStopAndStartOnTheSameAddress(t *testing.T) {
 	require.Equal(t, "ws://"+addr+"/ws", srv.URL())
 	ev := newEvents()
 	c := dial(t, srv.URL(), &wsauth.Options{
-		Auth:    &wsauth.TicketAuth{Endpoint: srv.TicketURL(), Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-		OnEvent: ev.on, Backoff: fast(),
+		Auth:      &wsauth.TicketAuth{Endpoint: srv.TicketURL(), Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+		OnEvent:   ev.on,
+		Reconnect: wsauth.ReconnectPolicy{Backoff: fast()},
 	})
 	echo(t, c, "before")
 
@@ -377,8 +383,9 @@ func TestProxyFaults(t *testing.T) {
 		require.Equal(t, "http://"+px.Addr(), px.HTTPURL())
 		ev := newEvents()
 		c := dial(t, px.URL(), &wsauth.Options{
-			Auth:    &wsauth.TicketAuth{Endpoint: px.HTTPURL() + "/api/ws-ticket", Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-			OnEvent: ev.on, Backoff: fast(),
+			Auth:      &wsauth.TicketAuth{Endpoint: px.HTTPURL() + "/api/ws-ticket", Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+			OnEvent:   ev.on,
+			Reconnect: wsauth.ReconnectPolicy{Backoff: fast()},
 		})
 		px.SetLatency(20 * time.Millisecond)
 		echo(t, c, "slowly")
@@ -398,9 +405,11 @@ func TestProxyFaults(t *testing.T) {
 		px := srv.Proxy()
 		ev := newEvents()
 		c := dial(t, px.URL(), &wsauth.Options{
-			Auth:    &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-			OnEvent: ev.on, Backoff: fast(),
-			PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond, DialTimeout: time.Second,
+			Auth:      &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+			OnEvent:   ev.on,
+			Timeouts:  wsauth.Timeouts{Dial: time.Second},
+			Liveness:  wsauth.Liveness{PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond},
+			Reconnect: wsauth.ReconnectPolicy{Backoff: fast()},
 		})
 		px.Blackhole(true)
 		re := ev.wait(t, 1, kind(wsauth.EventReconnecting))
@@ -413,8 +422,8 @@ func TestProxyFaults(t *testing.T) {
 		srv := wsauthtest.NewServer(t)
 		px := srv.Proxy()
 		c := dial(t, px.URL(), &wsauth.Options{
-			Auth:         &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-			PingInterval: -1,
+			Auth:     &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+			Liveness: wsauth.Liveness{PingInterval: -1},
 		})
 		px.Stall(true)
 		require.NoError(t, c.SendText(ctxFor(t), "held"))
@@ -432,8 +441,9 @@ func TestProxyFaults(t *testing.T) {
 		px := srv.Proxy()
 		ev := newEvents()
 		c := dial(t, px.URL(), &wsauth.Options{
-			Auth:    &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-			OnEvent: ev.on, Backoff: fast(),
+			Auth:      &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+			OnEvent:   ev.on,
+			Reconnect: wsauth.ReconnectPolicy{Backoff: fast()},
 		})
 		px.Refuse(true)
 		px.Cut()
@@ -468,7 +478,9 @@ func TestTLS(t *testing.T) {
 	ev := newEvents()
 	c := dial(t, srv.Proxy().URL(), &wsauth.Options{
 		Auth:      &wsauth.TicketAuth{Endpoint: srv.TicketURL(), Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
-		TLSConfig: srv.TLSConfig(), OnEvent: ev.on, Backoff: fast(),
+		TLSConfig: srv.TLSConfig(),
+		OnEvent:   ev.on,
+		Reconnect: wsauth.ReconnectPolicy{Backoff: fast()},
 	})
 	echo(t, c, "over TLS, through the proxy")
 	require.NoError(t, srv.Restart())
@@ -478,8 +490,9 @@ func TestTLS(t *testing.T) {
 	// Without the server's certificate the client does not trust it.
 	ev = newEvents()
 	untrusting, err := wsauth.New(srv.URL(), &wsauth.Options{
-		Auth: &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)}, OnEvent: ev.on,
-		Backoff: &wsauth.FullJitter{Initial: time.Hour},
+		Auth:      &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+		OnEvent:   ev.on,
+		Reconnect: wsauth.ReconnectPolicy{Backoff: &wsauth.FullJitter{Initial: time.Hour}},
 	})
 	require.NoError(t, err)
 	defer untrusting.Close()
@@ -511,7 +524,7 @@ func TestEndpoints(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
-	cookie := dial(t, srv.URL(), &wsauth.Options{Auth: &wsauth.CookieAuth{Jar: jar, Origin: wsauthtest.Origin}, MaxAuthFailures: 1})
+	cookie := dial(t, srv.URL(), &wsauth.Options{Auth: &wsauth.CookieAuth{Jar: jar, Origin: wsauthtest.Origin}, Reconnect: wsauth.ReconnectPolicy{MaxAuthFailures: 1}})
 	authenticated(t, srv, 1)
 	// Log out with a copy of the cookie, so that the client's jar keeps
 	// the ended session's cookie whatever the order of events.
@@ -587,7 +600,7 @@ func TestAfterTheTestEnded(t *testing.T) {
 	require.EqualValues(t, 1, srv.Stats().Authenticated, "the record stays readable")
 	require.Len(t, srv.AuthEvents(), 1)
 	ev := newEvents()
-	c, err := wsauth.New(srv.URL(), &wsauth.Options{OnEvent: ev.on, Backoff: &wsauth.FullJitter{Initial: time.Hour}})
+	c, err := wsauth.New(srv.URL(), &wsauth.Options{OnEvent: ev.on, Reconnect: wsauth.ReconnectPolicy{Backoff: &wsauth.FullJitter{Initial: time.Hour}}})
 	require.NoError(t, err)
 	defer c.Close()
 	re := ev.wait(t, 1, kind(wsauth.EventReconnecting))

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/wsauth/wsauth"
 )
 
 func TestHelp(t *testing.T) {
@@ -91,7 +89,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"connect", "--auth", "ticket", "--token", "t0k3n", "--ticket-url", "ftp://x", u}, []string{"--ticket-url"}},
 		{[]string{"connect", "--auth", "header", "--oauth2-token-url", "http://127.0.0.1:1/token", u}, []string{"--client-id"}},
 		{[]string{"connect", "--client-id", "x", u}, []string{"--oauth2-token-url"}},
-		{[]string{"connect", "--dialect", "klingon", u}, append([]string{`--dialect "klingon"`}, wsauth.DialectNames()...)},
+		{[]string{"connect", "--dialect", "klingon", u}, []string{`--dialect "klingon"`, dialectNames()}},
 		{[]string{"connect", "--reauth-codes", "1008,banana", u}, []string{"banana"}},
 		{[]string{"connect", "--events", "xml", u}, []string{"--events"}},
 		{[]string{"connect", "--output", "yaml", u}, []string{"--output"}},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -85,27 +86,28 @@ func exitCode(err error) int {
 // clientOptions turns the configuration into the client's options.
 func clientOptions(cfg *connectConfig, sink *eventSink) *wsauth.Options {
 	o := &wsauth.Options{
-		Dialect:         cfg.dialect,
-		TLSConfig:       cfg.tlsConfig,
-		Header:          cfg.header,
-		Subprotocols:    cfg.subprotocols,
-		AllowInsecure:   cfg.insecure,
-		MaxAuthFailures: cfg.maxAuthFailures,
-		ReauthCodes:     cfg.reauthCodes,
-		Backoff:         &wsauth.FullJitter{Initial: cfg.backoffInitial, Multiplier: wsauth.DefaultBackoffMultiplier, Max: cfg.backoffMax},
-		RefreshLead:     cfg.refreshLead,
-		Renewal:         cfg.renewal,
-		PingInterval:    cfg.ping,
-		OnEvent:         sink.clientEvent,
+		Dialect:       cfg.dialect,
+		TLSConfig:     cfg.tlsConfig,
+		Header:        cfg.header,
+		Subprotocols:  cfg.subprotocols,
+		AllowInsecure: cfg.insecure,
+		OnEvent:       sink.clientEvent,
+		Liveness:      wsauth.Liveness{PingInterval: cfg.ping},
+		Reconnect: wsauth.ReconnectPolicy{
+			MaxAuthFailures: cfg.maxAuthFailures,
+			Backoff:         &wsauth.FullJitter{Initial: cfg.backoffInitial, Multiplier: 2, Max: cfg.backoffMax},
+			Classify:        reauthOn(cfg.reauthCodes),
+		},
+		Renewal: wsauth.RenewalPolicy{Strategy: cfg.renewal, Lead: cfg.refreshLead},
 	}
 	if cfg.ping == 0 {
-		o.PingInterval = -1 // off
+		o.Liveness.PingInterval = -1 // off
 	}
 	var cache *wsauth.TokenCache
 	if cfg.source != nil {
 		// One cache for the connection attempts and the refresher.
 		cache = wsauth.NewTokenCache(cfg.source.fetch, 0)
-		o.TokenSource = cache
+		o.Renewal.Tokens = cache
 	}
 	switch cfg.auth {
 	case "ticket":
@@ -125,6 +127,20 @@ func clientOptions(cfg *connectConfig, sink *eventSink) *wsauth.Options {
 		o.Auth = &freshEachAttempt{inner: o.Auth, cache: cache}
 	}
 	return o
+}
+
+// reauthOn is the policy override of --reauth-codes: those close codes
+// mean "fresh credentials", the rest is the client's table.
+func reauthOn(codes []wsauth.StatusCode) func(wsauth.Ending) wsauth.Action {
+	if len(codes) == 0 {
+		return nil
+	}
+	return func(e wsauth.Ending) wsauth.Action {
+		if e.Code != 0 && slices.Contains(codes, e.Code) {
+			return wsauth.ActionReauth
+		}
+		return wsauth.ActionDefault
+	}
 }
 
 // pumpStdin sends every line of in as a text message, in order, each once

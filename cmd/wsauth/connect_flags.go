@@ -127,14 +127,14 @@ Environment: WSAUTH_TOKEN (token when no token flag is given), WSAUTH_CLIENT_SEC
 			fs.StringVar(&f.bearerPrefix, "bearer-prefix", wsauth.KubernetesBearerPrefix, "`PREFIX` of the token's Sec-WebSocket-Protocol entry (--auth subprotocol); Phoenix uses "+wsauth.PhoenixBearerPrefix)
 			fs.StringVar(&f.origin, "origin", "", "send `ORIGIN` as the Origin header (cookie-authenticated servers check it)")
 			fs.Var(f.headers, "header", "add `'K: V'` to the handshake; repeatable")
-			fs.StringVar(&f.dialect, "dialect", wsauth.DefaultDialect.Name(), "message shapes of the server's protocol, `NAME`: "+strings.Join(wsauth.DialectNames(), ", "))
+			fs.StringVar(&f.dialect, "dialect", defaultDialect, "message shapes of the server's protocol, `NAME`: "+dialectNames())
 			fs.StringVar(&f.cacert, "cacert", "", "trust the PEM root certificates in `FILE` (with the system's) for wss:// and https://")
 			fs.BoolVar(&f.insecure, "insecure", false, "allow credentials over plain ws:// or http:// to a host that is not loopback (TLS verification is never turned off; see --cacert)")
-			fs.DurationVar(&f.ping, "ping", wsauth.DefaultPingInterval, "ping the server every `D` to notice dead connections; 0 turns pings off")
+			fs.DurationVar(&f.ping, "ping", defaultPing, "ping the server every `D` to notice dead connections; 0 turns pings off")
 			fs.StringVar(&f.reauthCodes, "reauth-codes", "1008", "close `CODES` (comma-separated) that mean \"get fresh credentials\", e.g. 1008,4401,4403; 1008 always does")
-			fs.IntVar(&f.maxAuthFailures, "max-auth-failures", wsauth.DefaultMaxAuthFailures, "give up (exit 3) after `N` consecutive credential rejections")
-			fs.DurationVar(&f.backoffInitial, "backoff-initial", wsauth.DefaultBackoffInitial, "first ceiling `D` of the reconnect delay (full jitter: random between 0 and the ceiling, which doubles)")
-			fs.DurationVar(&f.backoffMax, "backoff-max", wsauth.DefaultBackoffMax, "largest ceiling `D` of the reconnect delay")
+			fs.IntVar(&f.maxAuthFailures, "max-auth-failures", defaultMaxAuthFailures, "give up (exit 3) after `N` consecutive credential rejections")
+			fs.DurationVar(&f.backoffInitial, "backoff-initial", defaultBackoffInitial, "first ceiling `D` of the reconnect delay (full jitter: random between 0 and the ceiling, which doubles)")
+			fs.DurationVar(&f.backoffMax, "backoff-max", defaultBackoffMax, "largest ceiling `D` of the reconnect delay")
 			fs.DurationVar(&f.refreshLead, "refresh-lead", 0, "start renewing the session `D` before it expires; 0: a fifth of its lifetime, at least 2s")
 			fs.StringVar(&f.renewal, "renewal", "refresh", "how the session is renewed before it expires: `HOW` = refresh|rotate|reconnect|none")
 			fs.StringVar(&f.events, "events", eventsText, "state events on stderr: `FORMAT` = text|json|none")
@@ -151,6 +151,15 @@ Environment: WSAUTH_TOKEN (token when no token flag is given), WSAUTH_CLIENT_SEC
 		},
 	}
 }
+
+// The command's defaults: the client's own, spelled out so that the help
+// shows them.
+const (
+	defaultPing            = 25 * time.Second
+	defaultMaxAuthFailures = 5
+	defaultBackoffInitial  = 500 * time.Millisecond
+	defaultBackoffMax      = 30 * time.Second
+)
 
 // connectConfig is connect's validated configuration.
 type connectConfig struct {
@@ -415,9 +424,9 @@ func newConnectConfig(f *connectFlags, args []string, s stdio) (*connectConfig, 
 		}
 		c.subprotocols = append(c.subprotocols, sp)
 	}
-	d, ok := wsauth.DialectNamed(f.dialect)
+	d, ok := dialectNamed(f.dialect)
 	if !ok {
-		return nil, usagef("--dialect %q: want one of %s", f.dialect, strings.Join(wsauth.DialectNames(), ", "))
+		return nil, usagef("--dialect %q: want one of %s", f.dialect, dialectNames())
 	}
 	c.dialect = d
 	c.insecure = f.insecure

@@ -43,10 +43,10 @@ func TestParseConnect(t *testing.T) {
 		require.Equal(t, "none", c.auth)
 		require.Nil(t, c.source)
 		require.Equal(t, wsauth.DefaultDialect, c.dialect)
-		require.Equal(t, wsauth.DefaultMaxAuthFailures, c.maxAuthFailures)
-		require.Equal(t, wsauth.DefaultBackoffInitial, c.backoffInitial)
-		require.Equal(t, wsauth.DefaultBackoffMax, c.backoffMax)
-		require.Equal(t, wsauth.DefaultPingInterval, c.ping)
+		require.Equal(t, defaultMaxAuthFailures, c.maxAuthFailures)
+		require.Equal(t, defaultBackoffInitial, c.backoffInitial)
+		require.Equal(t, defaultBackoffMax, c.backoffMax)
+		require.Equal(t, defaultPing, c.ping)
 		require.Equal(t, []wsauth.StatusCode{1008}, c.reauthCodes)
 		require.Equal(t, wsauth.RenewRefresh, c.renewal)
 		require.Equal(t, eventsText, c.events)
@@ -89,9 +89,9 @@ func TestParseConnect(t *testing.T) {
 		require.Equal(t, "token REDACTED", c.scrub.String("token s3cr3t-h3ad3r"))
 
 		o := clientOptions(c, newEventSink(io.Discard, eventsNone, c.scrub))
-		require.Negative(t, o.PingInterval, "--ping 0 turns pings off")
+		require.Negative(t, o.Liveness.PingInterval, "--ping 0 turns pings off")
 		require.IsType(t, &freshEachAttempt{}, o.Auth, "a token file is read before every attempt")
-		require.NotNil(t, o.TokenSource, "the refresher shares the cache")
+		require.NotNil(t, o.Renewal.Tokens, "the refresher shares the cache")
 	})
 	t.Run("token from the environment", func(t *testing.T) {
 		c, err := parseConnect([]string{"--auth", "header", u}, env(envToken+"=from-env"))
@@ -148,10 +148,10 @@ func TestParseConnect(t *testing.T) {
 		c.oauthHC.CloseIdleConnections()
 	})
 	t.Run("every dialect by name", func(t *testing.T) {
-		for _, name := range wsauth.DialectNames() {
+		for name, mk := range dialects {
 			c, err := parseConnect([]string{"--dialect", name, u}, env())
 			require.NoError(t, err, name)
-			require.Equal(t, name, c.dialect.Name())
+			require.IsType(t, mk(), c.dialect, name)
 		}
 	})
 	t.Run("errors are usage errors", func(t *testing.T) {

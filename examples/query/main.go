@@ -23,7 +23,7 @@ import (
 func main() {
 	wsURL := flag.String("url", "", "WebSocket URL of the service; empty runs the reference server in-process")
 	token := flag.String("token", os.Getenv("WSAUTH_TOKEN"), "bearer token, short-lived (default $WSAUTH_TOKEN)")
-	param := flag.String("param", wsauth.DefaultTokenParam, "query parameter that carries the token")
+	param := flag.String("param", "token", "query parameter that carries the token")
 	message := flag.String("message", "hello", "text message to send")
 	flag.Parse()
 	exampleserver.Main("query", func(ctx context.Context) error {

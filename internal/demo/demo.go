@@ -124,9 +124,9 @@ func (d *tour) tokens(sub string) oauth2.TokenSource { return d.srv.TokenSource(
 // timeline, quick backoff so the demo is short.
 func (d *tour) options(auth wsauth.Authenticator) *wsauth.Options {
 	return &wsauth.Options{
-		Auth:    auth,
-		OnEvent: func(e wsauth.Event) { d.event(e) },
-		Backoff: &wsauth.FullJitter{Initial: 100 * time.Millisecond, Multiplier: 2, Max: time.Second},
+		Auth:      auth,
+		OnEvent:   func(e wsauth.Event) { d.event(e) },
+		Reconnect: wsauth.ReconnectPolicy{Backoff: &wsauth.FullJitter{Initial: 100 * time.Millisecond, Multiplier: 2, Max: time.Second}},
 	}
 }
 
@@ -378,7 +378,7 @@ func (d *tour) wrongOrigin(ctx context.Context) error {
 		LoginBody: []byte(`{"username":"` + exampleserver.User + `","password":"` + exampleserver.Password + `"}`),
 		Origin:    "https://evil.example",
 	})
-	o.MaxAuthFailures = 1
+	o.Reconnect.MaxAuthFailures = 1
 	_, err := wsauth.Dial(ctx, d.wsURL(), o)
 	var he *wsauth.HTTPError
 	if !errors.As(err, &he) || he.StatusCode != http.StatusForbidden {
@@ -392,7 +392,7 @@ func (d *tour) revoked(ctx context.Context) error {
 	w := d.watch()
 	o := d.options(&wsauth.HeaderAuth{Tokens: d.tokens("mallory")})
 	o.OnEvent = w.on
-	o.MaxAuthFailures = 3
+	o.Reconnect.MaxAuthFailures = 3
 	c, err := wsauth.Dial(ctx, d.wsURL(), o)
 	if err != nil {
 		return err
@@ -416,8 +416,8 @@ func (d *tour) revoked(ctx context.Context) error {
 			refusals++
 		}
 	}
-	if refusals != o.MaxAuthFailures {
-		return fmt.Errorf("want %d refusals before giving up, saw %d", o.MaxAuthFailures, refusals)
+	if refusals != o.Reconnect.MaxAuthFailures {
+		return fmt.Errorf("want %d refusals before giving up, saw %d", o.Reconnect.MaxAuthFailures, refusals)
 	}
 	d.say("client", "gave up after %d refusals in a row (last: HTTP %d)", refusals, gu.HTTPStatus)
 	return nil
