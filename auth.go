@@ -2,6 +2,7 @@ package wsauth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -152,8 +154,8 @@ func (s *tokenState) token(ctx context.Context, src oauth2.TokenSource, why Reas
 	return tok, nil
 }
 
-// DefaultTokenParam is the query parameter QueryAuth uses by default.
-const DefaultTokenParam = "token"
+// defaultTokenParam is the query parameter QueryAuth uses by default.
+const defaultTokenParam = "token"
 
 // QueryAuth puts a token in a query parameter of the WebSocket URL. Query
 // strings end up in access logs, proxies and browser history: use it only
@@ -173,7 +175,7 @@ func (a *QueryAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pro
 	if err != nil {
 		return Proof{}, err
 	}
-	param := orDefault(a.Param, DefaultTokenParam)
+	param := cmp.Or(a.Param, defaultTokenParam)
 	hs.AddSecret(tok.AccessToken)
 	hs.AddSecretParam(param)
 	setQuery(hs.URL, param, tok.AccessToken)
@@ -226,7 +228,7 @@ func (a *HeaderAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 		return Proof{}, err
 	}
 	hs.AddSecret(tok.AccessToken)
-	hs.Header.Set("Authorization", orDefault(a.Scheme, "Bearer")+" "+tok.AccessToken)
+	hs.Header.Set("Authorization", cmp.Or(a.Scheme, "Bearer")+" "+tok.AccessToken)
 	return Proof{Expiry: tok.Expiry}, nil
 }
 
@@ -264,9 +266,9 @@ func (a *SubprotocolAuth) Prepare(ctx context.Context, why Reason, hs *Handshake
 		return Proof{}, err
 	}
 	enc := base64.RawURLEncoding.EncodeToString([]byte(tok.AccessToken))
-	entry := orDefault(a.Prefix, KubernetesBearerPrefix) + enc
+	entry := cmp.Or(a.Prefix, KubernetesBearerPrefix) + enc
 	hs.AddSecret(tok.AccessToken, enc)
-	if a.Subprotocol != "" && !contains(hs.Subprotocols, a.Subprotocol) {
+	if a.Subprotocol != "" && !slices.Contains(hs.Subprotocols, a.Subprotocol) {
 		hs.Subprotocols = append([]string{a.Subprotocol}, hs.Subprotocols...)
 	}
 	hs.Subprotocols = append(hs.Subprotocols, entry)
@@ -410,55 +412,8 @@ func cookieHeader(cs []*http.Cookie) string {
 	return strings.Join(parts, "; ")
 }
 
-// httpErrorFrom builds an HTTPError from a non-2xx response, reading a
-// bounded, redacted prefix of the body.
-func httpErrorFrom(op string, resp *http.Response, red *redactor) *HTTPError {
-	var body []byte
-	if resp.Body != nil {
-		// Read well past what is kept: secrets are scrubbed before the cut,
-		// so that none is left behind cut in half.
-		body, _ = io.ReadAll(io.LimitReader(resp.Body, maxReadErrorBody))
-	}
-	he := &HTTPError{
-		Op:         op,
-		StatusCode: resp.StatusCode,
-		Body:       red.Cut(string(body), maxErrorBody),
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
-	}
-	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
-		he.Location = redacted
-		if u, err := resp.Request.URL.Parse(loc); err == nil {
-			he.Location = red.URL(u)
-		}
-	}
-	return he
-}
-
-// maxErrorBody bounds how much of a refusal's body is kept, and
-// maxReadErrorBody how much is read to scrub it.
-const (
-	maxErrorBody     = 512
-	maxReadErrorBody = 64 << 10
-)
-
 func setQuery(u *url.URL, name, value string) {
 	q := u.Query()
 	q.Set(name, value)
 	u.RawQuery = q.Encode()
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -190,10 +189,6 @@ type Client struct {
 	closeReason string
 	closeCause  error
 	lastErr     error
-
-	// live counts physical connections; maxLive is its high-water mark,
-	// which tests hold to one (two during a rotation).
-	live, maxLive atomic.Int32
 
 	// changed is closed and replaced at every state change, for
 	// WaitConnected.
@@ -566,18 +561,6 @@ func (c *Client) closeWith(code StatusCode, reason string, cause error) {
 	<-c.events.done
 }
 
-func (c *Client) connUp() {
-	n := c.live.Add(1)
-	for {
-		m := c.maxLive.Load()
-		if n <= m || c.maxLive.CompareAndSwap(m, n) {
-			return
-		}
-	}
-}
-
-func (c *Client) connDown() { c.live.Add(-1) }
-
 // enter moves the client to state s and reports e, stamped at the change:
 // a caller woken by the change (WaitConnected) never acts before the
 // event's time.
@@ -602,7 +585,9 @@ func (c *Client) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	c.log.LogAttrs(context.Background(), e.level(), "wsauth "+e.Kind.String(), e.attrs()...)
+	if lvl := e.level(); c.log.Enabled(context.Background(), lvl) {
+		c.log.LogAttrs(context.Background(), lvl, "wsauth "+e.Kind.String(), e.attrs()...)
+	}
 	c.events.emit(e)
 }
 

@@ -71,7 +71,6 @@ type physConn struct {
 	delivering atomic.Bool
 	reads      atomic.Int64
 	wg         sync.WaitGroup
-	downOnce   sync.Once
 }
 
 // settlement is how the reader settled a verdict.
@@ -100,7 +99,6 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 	if gateOpen {
 		pc.openGate()
 	}
-	c.connUp()
 	pc.wg.Add(1)
 	go pc.readLoop()
 	if c.o.PingInterval > 0 {
@@ -153,7 +151,6 @@ func (pc *physConn) shutdown(code StatusCode, reason string) {
 	pc.fail(errLocalClose)
 	pc.wg.Wait()
 	pc.writeTimer.Stop()
-	pc.downOnce.Do(pc.c.connDown)
 }
 
 var (

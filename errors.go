@@ -3,6 +3,7 @@ package wsauth
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -100,6 +101,48 @@ func (e *HTTPError) Error() string {
 	}
 	return b.String()
 }
+
+// httpErrorFrom builds the HTTPError of a non-2xx answer, reading a
+// bounded prefix of its body.
+func httpErrorFrom(op string, resp *http.Response, red *redactor) *HTTPError {
+	var body []byte
+	if resp.Body != nil {
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, maxReadErrorBody))
+	}
+	return refusal(op, resp, body, red)
+}
+
+// refusal is the one builder of an HTTPError: the status, Retry-After, a
+// redirect's Location, and the body, read well past what is kept so that
+// the secrets red knows are scrubbed before the cut and none is left
+// behind cut in half.
+func refusal(op string, resp *http.Response, body []byte, red *redactor) *HTTPError {
+	if len(body) > maxReadErrorBody {
+		body = body[:maxReadErrorBody]
+	}
+	he := &HTTPError{
+		Op:         op,
+		StatusCode: resp.StatusCode,
+		Body:       red.Cut(string(body), maxErrorBody),
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+	}
+	if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) {
+		he.Location = redacted
+		if resp.Request != nil {
+			if u, err := resp.Request.URL.Parse(loc); err == nil {
+				he.Location = red.URL(u)
+			}
+		}
+	}
+	return he
+}
+
+// maxErrorBody bounds how much of a refusal's body is kept, and
+// maxReadErrorBody how much is read to scrub it.
+const (
+	maxErrorBody     = 512
+	maxReadErrorBody = 64 << 10
+)
 
 // Rejected reports whether the status says the credential is bad (401 or
 // 403).

@@ -3,6 +3,7 @@ package wsauth
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -124,44 +125,35 @@ type Event struct {
 	Verdict Verdict
 }
 
-// String renders the event as one line for humans.
+// String renders the event as one line for humans: its kind and the same
+// fields, by the same names, as its log record.
 func (e Event) String() string {
 	var b strings.Builder
 	b.WriteString(e.Kind.String())
-	if e.Attempt > 0 {
-		fmt.Fprintf(&b, " attempt=%d", e.Attempt)
-	}
-	if e.Kind == EventConnecting && e.Reason != 0 {
-		fmt.Fprintf(&b, " reason=%s", e.Reason)
-	}
-	if e.Kind == EventReconnecting {
-		fmt.Fprintf(&b, " action=%s delay=%s", e.Action, e.Delay.Round(time.Millisecond))
-	}
-	if e.Code != 0 {
-		fmt.Fprintf(&b, " code=%d", int(e.Code))
-	}
-	if e.CloseReason != "" {
-		fmt.Fprintf(&b, " close_reason=%q", e.CloseReason)
-	}
-	if e.HTTPStatus != 0 {
-		fmt.Fprintf(&b, " status=%d", e.HTTPStatus)
-	}
-	if !e.Expiry.IsZero() {
-		fmt.Fprintf(&b, " expires_in=%s", time.Until(e.Expiry).Round(time.Millisecond))
-	}
-	if e.Subprotocol != "" {
-		fmt.Fprintf(&b, " subprotocol=%q", e.Subprotocol)
-	}
-	if e.Verdict != VerdictPending {
-		fmt.Fprintf(&b, " verdict=%s", e.Verdict)
-	}
-	if e.Err != nil {
-		fmt.Fprintf(&b, " error=%q", e.Err.Error())
+	for _, a := range e.attrs()[1:] {
+		b.WriteByte(' ')
+		b.WriteString(a.Key)
+		b.WriteByte('=')
+		switch v := a.Value; v.Kind() {
+		case slog.KindString:
+			if s := v.String(); strings.ContainsAny(s, " \"=\t\n") || s == "" {
+				b.WriteString(strconv.Quote(s))
+			} else {
+				b.WriteString(s)
+			}
+		case slog.KindDuration:
+			b.WriteString(v.Duration().Round(time.Millisecond).String())
+		case slog.KindTime:
+			// For a reader, how far away rather than when.
+			fmt.Fprintf(&b, "in %s", time.Until(v.Time()).Round(time.Millisecond))
+		default:
+			b.WriteString(v.String())
+		}
 	}
 	return b.String()
 }
 
-// attrs renders the event for slog.
+// attrs renders the event for slog, and for String.
 func (e Event) attrs() []slog.Attr {
 	a := []slog.Attr{slog.String("event", e.Kind.String())}
 	if e.Attempt > 0 {
@@ -184,6 +176,9 @@ func (e Event) attrs() []slog.Attr {
 	}
 	if !e.Expiry.IsZero() {
 		a = append(a, slog.Time("expiry", e.Expiry))
+	}
+	if e.Subprotocol != "" {
+		a = append(a, slog.String("subprotocol", e.Subprotocol))
 	}
 	if e.Verdict != VerdictPending {
 		a = append(a, slog.String("verdict", e.Verdict.String()))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,15 @@ import (
 	"github.com/wsauth/wsauth/server"
 	"github.com/wsauth/wsauth/wsauthtest"
 )
+
+// requireLong skips a long soak or fleet test unless WSAUTH_LONG=1, which
+// the soak step of .ci/run sets.
+func requireLong(t *testing.T) {
+	t.Helper()
+	if os.Getenv("WSAUTH_LONG") != "1" {
+		t.Skip("long test: set WSAUTH_LONG=1 to run it (.ci/run's soak step does)")
+	}
+}
 
 // waitLong bounds every wait on an event: CI is a busy two-core machine,
 // and a wait that times out is a failure, never a sleep.

@@ -1,6 +1,7 @@
 package wsauth
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,8 +13,8 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// DefaultTicketParam is the query parameter TicketAuth uses by default.
-const DefaultTicketParam = "ticket"
+// defaultTicketParam is the query parameter TicketAuth uses by default.
+const defaultTicketParam = "ticket"
 
 // maxTicketBody bounds the ticket endpoint's answer.
 const maxTicketBody = 64 << 10
@@ -52,7 +53,7 @@ func (a *TicketAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	if err != nil {
 		return Proof{}, err
 	}
-	param := orDefault(a.Param, DefaultTicketParam)
+	param := cmp.Or(a.Param, defaultTicketParam)
 	hs.AddSecret(t)
 	hs.AddSecretParam(param)
 	setQuery(hs.URL, param, t)

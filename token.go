@@ -8,17 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
 )
 
-// DefaultEarlyExpiry is how long before its Expiry a cached token is
+// defaultEarlyExpiry is how long before its Expiry a cached token is
 // treated as expired, so that it is never sent with seconds to live. For a
 // token that lives less than four times that, the margin is a quarter of
 // its lifetime instead.
-const DefaultEarlyExpiry = 10 * time.Second
+const defaultEarlyExpiry = 10 * time.Second
 
 // TokenFunc is a token source that takes a context, for sources whose fetch
 // should stop when the client gives up on it. It also satisfies
@@ -41,7 +40,7 @@ func StaticToken(token string) oauth2.TokenSource {
 }
 
 // TokenCache wraps a token source: it hands out the cached token until
-// shortly before the token's Expiry (see DefaultEarlyExpiry), fetches at most once at a time
+// shortly before the token's Expiry (see defaultEarlyExpiry), fetches at most once at a time
 // (concurrent callers wait for the fetch in flight and share its result),
 // forgets a token on Invalidate, and never hands out a token again once
 // Reject has been called for it. A token without an Expiry that is a JWT
@@ -63,19 +62,17 @@ type TokenCache struct {
 	fetched  time.Time // when tok came from the source
 	rejected map[[32]byte]struct{}
 	order    [][32]byte
-
-	fetches atomic.Int64
 }
 
 // NewTokenCache wraps src. early is how long before a token's Expiry it is
-// no longer handed out; zero means DefaultEarlyExpiry. A TokenFunc source
+// no longer handed out; zero means defaultEarlyExpiry. A TokenFunc source
 // receives the caller's context.
 func NewTokenCache(src oauth2.TokenSource, early time.Duration) *TokenCache {
 	if tc, ok := src.(*TokenCache); ok {
 		return tc
 	}
 	if early <= 0 {
-		early = DefaultEarlyExpiry
+		early = defaultEarlyExpiry
 	}
 	fn, ok := src.(TokenFunc)
 	if !ok {
@@ -115,10 +112,6 @@ func (c *TokenCache) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 func (c *TokenCache) tokenAfter(ctx context.Context, t time.Time) (*oauth2.Token, error) {
 	return c.get(ctx, t)
 }
-
-// Fetches reports how many times the cache has asked its source for a
-// token.
-func (c *TokenCache) Fetches() int64 { return c.fetches.Load() }
 
 // Invalidate forgets tok (with tok nil, whatever is cached) so that the
 // next call fetches from the source: the server ended the session and the
@@ -178,7 +171,6 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	if c.usable(c.tok, at) {
 		return c.tok, nil
 	}
-	c.fetches.Add(1)
 	tok, err := c.src(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("wsauth: token source: %w", tokenEndpointError(err, c.tok))
@@ -263,14 +255,5 @@ func tokenEndpointError(err error, known *oauth2.Token) error {
 	if known != nil {
 		red.Add(known.AccessToken, known.RefreshToken)
 	}
-	body := re.Body
-	if len(body) > maxReadErrorBody {
-		body = body[:maxReadErrorBody]
-	}
-	return &HTTPError{
-		Op:         "token",
-		StatusCode: re.Response.StatusCode,
-		Body:       red.Cut(string(body), maxErrorBody),
-		RetryAfter: parseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()),
-	}
+	return refusal("token", re.Response, re.Body, &red)
 }

@@ -85,7 +85,7 @@ func TestTokenCacheCachesUntilNearExpiry(t *testing.T) {
 	b, err := c.Token()
 	require.NoError(t, err)
 	require.Equal(t, a.AccessToken, b.AccessToken)
-	require.EqualValues(t, 1, c.Fetches())
+	require.EqualValues(t, 1, src.n)
 
 	// A token that lives less than four margins is kept for three
 	// quarters of its life rather than refetched on every call.
@@ -94,7 +94,7 @@ func TestTokenCacheCachesUntilNearExpiry(t *testing.T) {
 	x, _ := c2.Token()
 	y, _ := c2.Token()
 	require.Equal(t, x.AccessToken, y.AccessToken)
-	require.EqualValues(t, 1, c2.Fetches())
+	require.EqualValues(t, 1, short.n)
 
 	n := 0
 	expired := TokenFunc(func(context.Context) (*oauth2.Token, error) {
@@ -105,7 +105,7 @@ func TestTokenCacheCachesUntilNearExpiry(t *testing.T) {
 	x, _ = c3.Token()
 	y, _ = c3.Token()
 	require.NotEqual(t, x.AccessToken, y.AccessToken, "an expired token is never handed out from the cache")
-	require.EqualValues(t, 2, c3.Fetches())
+	require.EqualValues(t, 2, n)
 }
 
 func TestTokenCacheReadsAJWTsExpiry(t *testing.T) {
@@ -167,7 +167,7 @@ func TestTokenCacheOneFetchInFlight(t *testing.T) {
 	close(src.gate)
 	wg.Wait()
 	require.EqualValues(t, 1, src.max.Load(), "never two fetches at once")
-	require.EqualValues(t, 1, c.Fetches(), "waiters share the one fetch")
+	require.EqualValues(t, 1, src.n, "waiters share the one fetch")
 	for _, tok := range toks {
 		require.Equal(t, "tok-1", tok)
 	}
@@ -419,10 +419,13 @@ func TestSendQueueOrderLimitAndCancel(t *testing.T) {
 	// pause waits for the write in progress.
 	paused := make(chan struct{})
 	go func() { q.pause(live); close(paused) }()
+	// Once pause has taken the connection away, it can only be waiting for
+	// the write to end.
+	require.Eventually(t, func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.live == nil }, waitLong, time.Millisecond)
 	select {
 	case <-paused:
 		t.Fatal("pause returned during a write")
-	case <-time.After(20 * time.Millisecond): // expecting nothing to happen
+	default:
 	}
 	q.done()
 	<-paused
@@ -481,8 +484,10 @@ func TestRenewAtSpreadsWithinWindow(t *testing.T) {
 	earliestAt := exp.Add(-12*time.Minute - 6*time.Minute)
 	latestAt := exp.Add(-12 * time.Minute)
 	require.Equal(t, latestAt, renewAt(from, exp, 0, func() float64 { return 0 }))
-	got := renewAt(from, exp, 0, func() float64 { return math.Nextafter(1, 0) })
-	require.WithinDuration(t, earliestAt, got, time.Millisecond)
+	got := renewAt(from, exp, 0, func() float64 { return 0.5 })
+	require.Equal(t, exp.Add(-12*time.Minute-3*time.Minute), got, "half the jitter")
+	got = renewAt(from, exp, 0, func() float64 { return math.Nextafter(1, 0) })
+	require.True(t, got.After(earliestAt) && got.Before(earliestAt.Add(time.Microsecond)), "all of it, nearly: %v", got)
 
 	short := renewAt(from, from.Add(time.Second), 0, func() float64 { return 0 })
 	require.Equal(t, from.Add(500*time.Millisecond), short, "the lead never exceeds half the lifetime")

@@ -58,6 +58,10 @@ func (p *Proxy) Blackhole(on bool) { p.p.Blackhole(on) }
 // A stalled sender eventually blocks through TCP flow control.
 func (p *Proxy) Stall(on bool) { p.p.Stall(on) }
 
+// Held reports how many bytes a stall is holding right now, in both
+// directions; wait for it instead of waiting for a while.
+func (p *Proxy) Held() int64 { return p.p.Held() }
+
 // Refuse, while on, resets new connections as soon as they are accepted,
 // like a host whose server is down; current connections carry on.
 func (p *Proxy) Refuse(on bool) { p.p.Refuse(on) }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,7 +60,7 @@ func (d *tour) note(at time.Time, text string) {
 func (d *tour) flush() {
 	d.outMu.Lock()
 	defer d.outMu.Unlock()
-	sort.SliceStable(d.pending, func(i, j int) bool { return d.pending[i].at.Before(d.pending[j].at) })
+	slices.SortStableFunc(d.pending, func(a, b entry) int { return a.at.Compare(b.at) })
 	for _, e := range d.pending {
 		fmt.Fprintf(d.w, "%s  %s\n", d.paint(dim, fmt.Sprintf("%+8.3fs", e.at.Sub(d.start).Seconds())), e.text)
 	}

@@ -47,6 +47,7 @@ type Proxy struct {
 	refuse    bool
 	stalled   bool
 	unstalled chan struct{} // closed while not stalled; replaced by Stall(true)
+	held      atomic.Int64  // bytes a stall is holding now
 	links     map[*link]struct{}
 	accepted  int
 	closed    bool
@@ -159,6 +160,11 @@ func (p *Proxy) Stall(on bool) {
 	}
 	p.stalled = on
 }
+
+// Held reports how many bytes a stall is holding right now, in both
+// directions: a test can wait for data to be held instead of waiting for a
+// while.
+func (p *Proxy) Held() int64 { return p.held.Load() }
 
 // Refuse makes the proxy behave like a server that is down while on: new
 // connections are accepted and immediately reset, so clients see their
@@ -328,8 +334,16 @@ func (p *Proxy) deliver(l *link, dst net.Conn, c chunk) bool {
 	p.mu.Unlock()
 	select {
 	case <-unstalled:
-	case <-l.done:
-		return false
+	default:
+		n := int64(len(c.data))
+		p.held.Add(n)
+		select {
+		case <-unstalled:
+			p.held.Add(-n)
+		case <-l.done:
+			p.held.Add(-n)
+			return false
+		}
 	}
 	if l.blackholed.Load() {
 		return true // dropped on the floor, connection stays open
