@@ -80,6 +80,29 @@ func BenchmarkEchoRoundTrip(b *testing.B) {
 	})
 }
 
+// BenchmarkReceiveInto is the round trip with a reused receive buffer:
+// the client's side allocates nothing per message.
+func BenchmarkReceiveInto(b *testing.B) {
+	ctx := context.Background()
+	c, err := Dial(ctx, benchServer(b, true), &Options{Liveness: Liveness{PingInterval: -1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 0, 1024)
+	b.SetBytes(int64(len(benchPayload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.Send(ctx, MessageText, benchPayload); err != nil {
+			b.Fatal(err)
+		}
+		if _, buf, err = c.ReceiveInto(ctx, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkSendThroughput has 8 goroutines sending at once to a server
 // that only reads: the queue's cost under contention.
 func BenchmarkSendThroughput(b *testing.B) {

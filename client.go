@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -33,9 +34,10 @@ type Options struct {
 	// Jar is ignored (CookieAuth brings its own), and its CheckRedirect
 	// runs after the client's own rules: the handshake follows no
 	// redirect, REST calls only those within their origin (see
-	// RedirectPolicy). Default: a client of its own with a clone of
-	// http.DefaultTransport and TLSConfig, whose idle connections Close
-	// releases.
+	// RedirectPolicy). Default: a transport shared by the clients that
+	// have neither an HTTPClient nor a TLSConfig (a clone of
+	// http.DefaultTransport), or one of the client's own with TLSConfig;
+	// Close releases idle connections either way.
 	HTTPClient *http.Client
 	// TLSConfig is used by the default HTTPClient, for example to trust a
 	// private root CA (RootCAs). Default: the system roots.
@@ -175,8 +177,14 @@ type Client struct {
 	bo      backoff.BackOff
 
 	queue  *sendQueue
-	inbox  chan inbound
+	inbox  chan message
 	events *dispatcher
+
+	// reading is the connection whose messages flow to the application
+	// now; readingChanged is closed and replaced whenever it changes.
+	reading        atomic.Pointer[physConn]
+	readingMu      sync.Mutex
+	readingChanged chan struct{}
 
 	ctx    context.Context // ends when the client is told to stop
 	cancel context.CancelFunc
@@ -194,11 +202,6 @@ type Client struct {
 	// WaitConnected.
 	changed chan struct{}
 	done    chan struct{}
-}
-
-type inbound struct {
-	typ  MessageType
-	data []byte
 }
 
 // Dial starts a client and waits until its first connection is
@@ -249,28 +252,31 @@ func New(rawURL string, opts *Options) (*Client, error) {
 	}
 
 	c := &Client{
-		url:     u,
-		o:       o,
-		auth:    o.Auth,
-		dialect: o.Dialect,
-		bo:      o.Backoff,
-		queue:   newSendQueue(o.SendQueue),
-		inbox:   make(chan inbound, o.ReceiveBuffer),
-		events:  newDispatcher(o.OnEvent),
-		log:     o.Logger,
-		changed: make(chan struct{}),
-		done:    make(chan struct{}),
+		url:            u,
+		o:              o,
+		auth:           o.Auth,
+		dialect:        o.Dialect,
+		bo:             o.Backoff,
+		queue:          newSendQueue(o.SendQueue),
+		inbox:          make(chan message, o.ReceiveBuffer),
+		readingChanged: make(chan struct{}),
+		events:         newDispatcher(o.OnEvent),
+		log:            o.Logger,
+		changed:        make(chan struct{}),
+		done:           make(chan struct{}),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	hc, own := o.HTTPClient, false
-	if hc == nil {
+	switch {
+	case hc != nil:
+	case o.TLSConfig != nil:
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		if o.TLSConfig != nil {
-			tr.TLSClientConfig = o.TLSConfig.Clone()
-		}
+		tr.TLSClientConfig = o.TLSConfig.Clone()
 		hc, own = &http.Client{Transport: tr}, true
+	default:
+		hc, own = &http.Client{Transport: sharedTransport()}, true
 	}
 	c.hc, c.ownHC = restClient(hc), own
 	c.hc.Jar = nil
@@ -393,6 +399,19 @@ func (v *validator) count(field string, n, def int) int {
 	return n
 }
 
+// shared is the transport of every client without an HTTPClient or a
+// TLSConfig of its own: one pool of connections to ticket, login and token
+// endpoints, instead of one per client.
+var shared struct {
+	once sync.Once
+	tr   *http.Transport
+}
+
+func sharedTransport() *http.Transport {
+	shared.once.Do(func() { shared.tr = http.DefaultTransport.(*http.Transport).Clone() })
+	return shared.tr
+}
+
 // WaitConnected waits until the client is connected and authenticated,
 // or has stopped, or ctx ends.
 func (c *Client) WaitConnected(ctx context.Context) error {
@@ -441,10 +460,14 @@ func (c *Client) Send(ctx context.Context, typ MessageType, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if pc := c.queue.fast(); pc != nil {
+		return pc.writeQueued(typ, data)
+	}
 	it, err := c.queue.enqueue()
 	if err != nil {
 		return err
 	}
+	defer c.queue.release(it)
 	for {
 		pc, err := c.queue.turn(it)
 		if err != nil {
@@ -452,7 +475,7 @@ func (c *Client) Send(ctx context.Context, typ MessageType, data []byte) error {
 		}
 		if pc != nil {
 			// Once writing, the frame is finished whatever ctx does
-			// (bounded by WriteTimeout): a half-written frame would kill
+			// (bounded by Timeouts.Write): a half-written frame would kill
 			// the connection.
 			return pc.writeQueued(typ, data)
 		}
@@ -470,30 +493,145 @@ func (c *Client) SendText(ctx context.Context, text string) error {
 	return c.Send(ctx, MessageText, []byte(text))
 }
 
-// Receive returns the next application message, across reconnects. Refresh
-// answers, keepalives and other protocol messages of the dialect never show
-// up here. After the client stops, Receive returns what was already
-// received and then the stop cause. A Receive whose ctx ends returns ctx's
-// error and leaves the connection alone.
+// Receive returns the next application message, across reconnects, in a
+// slice of its own. Refresh answers, keepalives and other protocol
+// messages of the dialect never show up here. After the client stops,
+// Receive returns what was already received and then the stop cause. A
+// Receive whose ctx ends returns ctx's error and leaves the connection
+// alone. With a ctx that cannot end (context.Background), Receive reads
+// the socket itself instead of waiting for the client's reader to hand it
+// a message: the fast path of a receive loop.
 func (c *Client) Receive(ctx context.Context) (MessageType, []byte, error) {
+	return c.receive(ctx, nil, true)
+}
+
+// ReceiveInto is Receive that reads the message into buf, reusing its
+// capacity and growing it when the message is larger, and returns the
+// filled slice. Called in a loop with the slice it returned, it receives
+// without allocating.
+func (c *Client) ReceiveInto(ctx context.Context, buf []byte) (MessageType, []byte, error) {
+	return c.receive(ctx, buf, false)
+}
+
+func (c *Client) receive(ctx context.Context, buf []byte, own bool) (MessageType, []byte, error) {
 	select {
 	case m := <-c.inbox:
-		return m.typ, m.data, nil
+		return c.take(m, buf, own)
 	default:
 	}
-	select {
-	case m := <-c.inbox:
-		return m.typ, m.data, nil
-	case <-ctx.Done():
-		return 0, nil, ctx.Err()
-	case <-c.done:
+	if ctx.Done() == nil {
+		return c.receiveDirect(buf, own)
+	}
+	for {
+		// The background reader may be leaving the role to receivers that
+		// read on their own; this one cannot, so it asks for it.
+		if pc := c.reading.Load(); pc != nil {
+			pc.nudge()
+		}
+		c.readingMu.Lock()
+		changed := c.readingChanged
+		c.readingMu.Unlock()
 		select {
 		case m := <-c.inbox:
-			return m.typ, m.data, nil
-		default:
-			return 0, nil, c.Err()
+			return c.take(m, buf, own)
+		case <-changed:
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-c.done:
+			return c.final(buf, own)
 		}
 	}
+}
+
+// receiveDirect receives for a caller whose context cannot end: it takes
+// the reader's role of the current connection and reads the socket
+// itself, or takes what the background reader delivered meanwhile.
+func (c *Client) receiveDirect(buf []byte, own bool) (MessageType, []byte, error) {
+	for {
+		c.readingMu.Lock()
+		changed := c.readingChanged
+		c.readingMu.Unlock()
+		pc := c.reading.Load()
+		var role, dead chan struct{}
+		if pc != nil {
+			role, dead = pc.rtok, pc.dead
+			pc.direct.Add(1)
+		}
+		select {
+		case m := <-c.inbox:
+			if pc != nil {
+				pc.direct.Add(-1)
+				pc.lastDirect.Store(time.Now().UnixNano())
+			}
+			return c.take(m, buf, own)
+		case <-role:
+			pc.direct.Add(-1)
+			// What the background reader delivered before it gave the role
+			// back comes first.
+			select {
+			case m := <-c.inbox:
+				pc.lastDirect.Store(time.Now().UnixNano())
+				pc.rtok <- struct{}{}
+				return c.take(m, buf, own)
+			default:
+			}
+			if typ, data, ok := pc.readDirect(buf, own); ok {
+				return typ, data, nil
+			}
+		case <-dead:
+			pc.direct.Add(-1)
+			// Wait for the next connection, or the end.
+			select {
+			case m := <-c.inbox:
+				return c.take(m, buf, own)
+			case <-changed:
+			case <-c.done:
+				return c.final(buf, own)
+			}
+		case <-changed:
+			if pc != nil {
+				pc.direct.Add(-1)
+			}
+		case <-c.done:
+			if pc != nil {
+				pc.direct.Add(-1)
+			}
+			return c.final(buf, own)
+		}
+	}
+}
+
+// take returns a delivered message, in buf or a slice of its own, and its
+// buffer to the pool.
+func (c *Client) take(m message, buf []byte, own bool) (MessageType, []byte, error) {
+	var data []byte
+	if own {
+		data = append([]byte(nil), *m.buf...)
+	} else {
+		data = append(buf[:0], *m.buf...)
+	}
+	putBuf(m.buf)
+	return m.typ, data, nil
+}
+
+// final is what a receive returns once the client has stopped: what was
+// already delivered, then the stop cause.
+func (c *Client) final(buf []byte, own bool) (MessageType, []byte, error) {
+	select {
+	case m := <-c.inbox:
+		return c.take(m, buf, own)
+	default:
+		return 0, nil, c.Err()
+	}
+}
+
+// setReading makes pc the connection the application's receivers read.
+func (c *Client) setReading(pc *physConn) {
+	c.readingMu.Lock()
+	c.reading.Store(pc)
+	close(c.readingChanged)
+	c.readingChanged = make(chan struct{})
+	c.readingMu.Unlock()
 }
 
 // State returns the current state.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,11 +11,11 @@ import (
 	"github.com/coder/websocket"
 )
 
-// physConn is one physical, authenticated WebSocket of a Client. It runs
-// one long-lived reader (coder/websocket only processes pongs while a read
-// is in progress, and a read whose context ends closes the connection, so
-// there are no per-read deadlines) and a pinger. While it is the live
-// connection, queued sends are written to it by the Send whose turn it is.
+// physConn is one physical, authenticated WebSocket of a Client. Its
+// reader's role goes to the application's receivers or to a background
+// reader (read.go); a timer, not a goroutine, pings it and watches its
+// writes. While it is the live connection, queued sends are written to it
+// by the Send whose turn it is.
 type physConn struct {
 	c   *Client
 	ws  *websocket.Conn
@@ -64,9 +62,31 @@ type physConn struct {
 	// exchange (Opened.Pending); the reader handles them first.
 	pending [][]byte
 
-	// writeTimer fails the connection when a queued write outlasts
-	// Options.WriteTimeout.
-	writeTimer *time.Timer
+	// rtok holds a token while nobody holds the reader's role; direct
+	// counts the application's receivers waiting for it, lastDirect is
+	// when one last gave it back (Unix nanoseconds), and kick wakes the
+	// background reader when a receiver that cannot read itself waits.
+	rtok       chan struct{}
+	direct     atomic.Int32
+	lastDirect atomic.Int64
+	kick       chan struct{}
+	split      FrameSplitter
+	// parts are messages of a frame a receiver split that it did not
+	// return yet; only the holder of the role touches them.
+	parts []message
+
+	// writing is when the write in progress started (Unix nanoseconds),
+	// zero when none; the liveness timer fails a write that outlasts
+	// Timeouts.Write.
+	writing atomic.Int64
+	// tick is the liveness timer: every period it checks the write in
+	// progress and, after PingInterval without traffic, pings.
+	tick      *time.Timer
+	period    time.Duration
+	tickMu    sync.Mutex
+	tickDone  bool
+	lastReads int64 // reads seen at the last ping or traffic; the timer's own
+	quietFor  time.Duration
 
 	delivering atomic.Bool
 	reads      atomic.Int64
@@ -94,21 +114,32 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 		pending: pending,
 	}
 	pc.awaiting.Store(await)
-	pc.writeTimer = time.AfterFunc(time.Hour, func() { pc.fail(errWriteTimeout) })
-	pc.writeTimer.Stop()
+	pc.rtok = make(chan struct{}, 1)
+	pc.kick = make(chan struct{}, 1)
+	pc.split, _ = c.dialect.(FrameSplitter)
 	if gateOpen {
 		pc.openGate()
 	}
 	pc.wg.Add(1)
 	go pc.readLoop()
+	pc.period = c.o.WriteTimeout / 2
 	if c.o.PingInterval > 0 {
-		pc.wg.Add(1)
-		go pc.pingLoop()
+		pc.period = min(pc.period, c.o.PingInterval)
 	}
+	pc.tickMu.Lock()
+	pc.tick = time.AfterFunc(pc.period, pc.onTick)
+	pc.tickMu.Unlock()
 	return pc
 }
 
-func (pc *physConn) openGate() { pc.gateOnce.Do(func() { close(pc.gate) }) }
+// openGate lets pc's messages flow to the application, and makes it the
+// connection the application's receivers read.
+func (pc *physConn) openGate() {
+	pc.gateOnce.Do(func() {
+		close(pc.gate)
+		pc.c.setReading(pc)
+	})
+}
 
 // fail records why the connection died, the first time, and tears down its
 // goroutines' context.
@@ -149,8 +180,11 @@ func (pc *physConn) shutdown(code StatusCode, reason string) {
 		_ = pc.ws.Close(code, reason)
 	}
 	pc.fail(errLocalClose)
+	pc.tickMu.Lock()
+	pc.tickDone = true
+	pc.tick.Stop()
+	pc.tickMu.Unlock()
 	pc.wg.Wait()
-	pc.writeTimer.Stop()
 }
 
 var (
@@ -160,13 +194,13 @@ var (
 
 // writeQueued writes the send whose turn it is; the queue is busy until it
 // returns. Writes carry no context (coder/websocket would arm a timer per
-// frame): the connection's write timer bounds them, and fail closes the
-// socket under a stuck write.
+// frame): the liveness timer bounds them, and fail closes the socket under
+// a stuck write.
 func (pc *physConn) writeQueued(typ MessageType, data []byte) error {
 	defer pc.c.queue.done()
-	pc.writeTimer.Reset(pc.c.o.WriteTimeout)
+	pc.writing.Store(time.Now().UnixNano())
 	err := pc.ws.Write(context.Background(), typ, data)
-	pc.writeTimer.Stop()
+	pc.writing.Store(0)
 	if err != nil {
 		pc.fail(err)
 		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, scrubError(pc.red, err))
@@ -174,89 +208,68 @@ func (pc *physConn) writeQueued(typ MessageType, data []byte) error {
 	return nil
 }
 
-func (pc *physConn) readLoop() {
+// onTick is the liveness timer. It runs on a goroutine of its own only
+// while it works, so an idle connection costs the client no goroutine for
+// it.
+func (pc *physConn) onTick() {
+	pc.tickMu.Lock()
+	if pc.tickDone || pc.isDead() {
+		pc.tickMu.Unlock()
+		return
+	}
+	pc.wg.Add(1)
+	tick := pc.tick
+	pc.tickMu.Unlock()
 	defer pc.wg.Done()
-	for _, p := range pc.pending {
-		if !pc.handle(MessageText, p) {
-			return
+	defer func() {
+		pc.tickMu.Lock()
+		if !pc.tickDone {
+			tick.Reset(pc.period)
 		}
+		pc.tickMu.Unlock()
+	}()
+
+	if w := pc.writing.Load(); w != 0 && time.Since(time.Unix(0, w)) > pc.c.o.WriteTimeout {
+		pc.fail(errWriteTimeout)
+		return
 	}
-	pc.pending = nil
-	split, _ := pc.c.dialect.(FrameSplitter)
-	for {
-		// No context: one would arm a timer per frame; fail closes the
-		// socket to end the read.
-		typ, data, err := pc.ws.Read(context.Background())
-		if err != nil {
-			if brokeProtocol(err) {
-				err = fmt.Errorf("%w: %w", ErrProtocol, err)
-			}
-			pc.fail(err)
-			return
-		}
-		pc.reads.Add(1)
-		if split == nil {
-			if !pc.handle(typ, data) {
-				return
-			}
-			continue
-		}
-		for _, p := range split.SplitFrame(typ, data) {
-			if !pc.handle(typ, p) {
-				return
-			}
-		}
+	if pc.c.o.PingInterval <= 0 {
+		return
 	}
+	// Traffic proves the peer alive; only a quiet connection is pinged.
+	if reads := pc.reads.Load(); reads != pc.lastReads || pc.delivering.Load() {
+		pc.lastReads, pc.quietFor = reads, 0
+		return
+	}
+	pc.quietFor += pc.period
+	if pc.quietFor < pc.c.o.PingInterval {
+		return
+	}
+	pc.quietFor = 0
+	pc.nudge() // someone must be reading to see the pong
+	ctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.PongTimeout)
+	err := pc.ws.Ping(ctx)
+	cancel()
+	if err == nil || pc.ctx.Err() != nil {
+		pc.lastReads = pc.reads.Load()
+		return
+	}
+	// A reader stuck on a slow application cannot see the pong; data that
+	// arrived meanwhile proves the peer alive all the same.
+	if pc.delivering.Load() || pc.reads.Load() != pc.lastReads {
+		pc.lastReads = pc.reads.Load()
+		return
+	}
+	pc.fail(fmt.Errorf("%w (%s)", ErrPingTimeout, pc.c.o.PongTimeout))
 }
 
-// violations are how coder/websocket words the protocol violations it
-// detects on reading, which it answers with a close 1002 of its own; a
-// message over the read limit is its ErrMessageTooBig (close 1009).
-var violations = []string{
-	"received header with unexpected rsv bits", "received unknown opcode",
-	"received control frame payload with invalid length", "received fragmented control frame",
-	"received invalid close payload", "received continuation frame without",
-	"received new data message without finishing",
-}
-
-// brokeProtocol reports a read error that is the server's protocol
-// violation, detected by the client.
-func brokeProtocol(err error) bool {
-	if errors.Is(err, websocket.ErrMessageTooBig) {
-		return true
-	}
-	msg := err.Error()
-	return slices.ContainsFunc(violations, func(v string) bool { return strings.Contains(msg, v) })
-}
-
-// handle acts on one server message as the dialect reads it; false means
-// the connection is done.
-func (pc *physConn) handle(typ MessageType, data []byte) bool {
-	in := pc.c.dialect.Inspect(typ, data)
-	if in.Kind == InboundAuthOK {
-		if pc.settle(VerdictExplicit, in.ExpiresIn) || in.ExpiresIn <= 0 {
-			return true
-		}
-		// A confirmation after the verdict tells the session's lifetime.
-		in = Inbound{Kind: InboundExpiring, ExpiresIn: in.ExpiresIn}
-	}
-	switch in.Kind {
-	case InboundData:
-		pc.settle(VerdictFirstMessage, 0)
-		pc.received.Add(1)
-		return pc.deliver(inbound{typ: typ, data: data})
-	case InboundReply:
-		if len(in.Reply) == 0 {
-			return true
-		}
-		if err := pc.write(pc.ctx, MessageText, in.Reply); err != nil {
-			return false
-		}
-	case InboundIgnore:
+// nudge ends the background reader's handover wait, so that it reads.
+func (pc *physConn) nudge() {
+	pc.lastDirect.Store(0)
+	select {
+	case pc.kick <- struct{}{}:
 	default:
-		pc.notes.push(in)
 	}
-	return true
 }
 
 // notes is an unbounded queue of protocol messages from the reader to the
@@ -310,55 +323,6 @@ func (pc *physConn) settle(v Verdict, expiresIn time.Duration) bool {
 	}
 	pc.settled <- settlement{verdict: v, expiresIn: expiresIn}
 	return true
-}
-
-// deliver hands a message to Receive, waiting for room: a slow application
-// slows the reading of the socket rather than growing memory without
-// bound. The pinger does not count that wait against the connection.
-func (pc *physConn) deliver(m inbound) bool {
-	pc.delivering.Store(true)
-	defer pc.delivering.Store(false)
-	select {
-	case <-pc.gate:
-	case <-pc.ctx.Done():
-		return false
-	}
-	select {
-	case pc.c.inbox <- m:
-		return true
-	case <-pc.ctx.Done():
-		return false
-	}
-}
-
-func (pc *physConn) pingLoop() {
-	defer pc.wg.Done()
-	t := time.NewTicker(pc.c.o.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-pc.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if pc.delivering.Load() {
-			continue
-		}
-		before := pc.reads.Load()
-		ctx, cancel := context.WithTimeout(pc.ctx, pc.c.o.PongTimeout)
-		err := pc.ws.Ping(ctx)
-		cancel()
-		if err == nil || pc.ctx.Err() != nil {
-			continue
-		}
-		// A reader stuck on a slow application cannot see the pong; data
-		// that arrived meanwhile proves the peer alive all the same.
-		if pc.delivering.Load() || pc.reads.Load() != before {
-			continue
-		}
-		pc.fail(fmt.Errorf("%w (%s)", ErrPingTimeout, pc.c.o.PongTimeout))
-		return
-	}
 }
 
 // ending describes how the connection ended, for the reconnect policy.

@@ -123,7 +123,9 @@ func jsonSeconds(d time.Duration) string {
 }
 
 func TestRefreshFromTheTokensOwnExpiryWithoutAServerVerdict(t *testing.T) {
-	app := &shortTokens{ttl: 2 * time.Second}
+	// Three-second tokens leave a refresh over a second to be answered even
+	// on a loaded machine; interop/ runs the two-second version.
+	app := &shortTokens{ttl: 3 * time.Second}
 	url := serve(t, app)
 	httpURL := "http" + url[len("ws"):len(url)-len("/ws")]
 	cfg := &clientcredentials.Config{ClientID: "bot", ClientSecret: "s3cret", TokenURL: httpURL + "/oauth/token"}
@@ -133,13 +135,13 @@ func TestRefreshFromTheTokensOwnExpiryWithoutAServerVerdict(t *testing.T) {
 	defer c.Close()
 	require.Equal(t, VerdictWindow, rec.waitFor(t, 1, kind(EventConnected)).Verdict)
 
-	// Five token lifetimes of traffic on one connection: every refresh
+	// Four refreshes of traffic on one connection: every refresh
 	// carries a token fetched as the last one ran out.
-	for i := 0; rec.count(EventRefreshed) < 5; i++ {
+	for i := 0; rec.count(EventRefreshed) < 4; i++ {
 		echo(t, c, "message")
 		require.Zero(t, rec.count(EventReconnecting), "events: %v", rec.all())
 	}
 	require.Zero(t, rec.count(EventReconnecting))
-	require.GreaterOrEqual(t, app.refresh.Load(), int64(5))
-	require.GreaterOrEqual(t, app.fetches.Load(), int64(6), "a fresh token for the connection and for each refresh")
+	require.GreaterOrEqual(t, app.refresh.Load(), int64(4))
+	require.GreaterOrEqual(t, app.fetches.Load(), int64(5), "a fresh token for the connection and for each refresh")
 }

@@ -1,9 +1,6 @@
 package wsauth
 
-import (
-	"container/list"
-	"sync"
-)
+import "sync"
 
 // sendQueue orders the client's sends and lets them through one at a time,
 // only to an authenticated connection. It outlives physical connections:
@@ -11,34 +8,50 @@ import (
 // called, and flow once a new connection has authenticated.
 //
 // There is no writer goroutine: the Send at the head of the queue writes
-// the frame itself, so an uncontended send costs no goroutine switch.
+// the frame itself, and a Send that finds the queue empty and a live
+// connection idle writes at once without queueing at all, so an
+// uncontended send costs neither a goroutine switch nor an allocation.
 type sendQueue struct {
 	mu    sync.Mutex
-	items list.List // of *sendItem, oldest first
+	head  *sendItem // oldest waiting send
+	tail  *sendItem
+	n     int
 	limit int
 	err   error // the stop cause once closed
 
 	// live is the connection sends may be written to, nil while there is
 	// none (connecting, or a rotation switching connections).
 	live *physConn
-	// busy is set while a send is being written; idle is closed when it
-	// ends, for pause.
+	// busy is set while a send is being written; idle, when someone waits
+	// for the write to end (pause), is closed when it does.
 	busy bool
 	idle chan struct{}
 }
 
-// sendItem is one Send waiting for its turn.
+// sendItem is one Send waiting for its turn, in the queue's list.
 type sendItem struct {
-	// elem is the item's place in the queue, nil once it left it.
-	elem *list.Element
+	prev, next *sendItem
+	queued     bool
 	// wake is signalled when the item may have become able to go.
 	wake chan struct{}
 }
 
-func newSendQueue(limit int) *sendQueue {
-	q := &sendQueue{limit: limit}
-	q.items.Init()
-	return q
+// items are reused: a send that waits costs no allocation once the pool is
+// warm.
+var items = sync.Pool{New: func() any { return &sendItem{wake: make(chan struct{}, 1)} }}
+
+func newSendQueue(limit int) *sendQueue { return &sendQueue{limit: limit} }
+
+// fast lets a send write at once when nothing waits before it and the live
+// connection is idle; the queue is then busy until done.
+func (q *sendQueue) fast() *physConn {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil || q.n > 0 || q.busy || q.live == nil || q.live.isDead() {
+		return nil
+	}
+	q.busy = true
+	return q.live
 }
 
 // enqueue adds a send at the tail, or fails at once when the queue is full
@@ -49,11 +62,22 @@ func (q *sendQueue) enqueue() (*sendItem, error) {
 	if q.err != nil {
 		return nil, q.err
 	}
-	if q.items.Len() >= q.limit {
+	if q.n >= q.limit {
 		return nil, ErrQueueFull
 	}
-	it := &sendItem{wake: make(chan struct{}, 1)}
-	it.elem = q.items.PushBack(it)
+	it := items.Get().(*sendItem)
+	select {
+	case <-it.wake: // a signal left from its last use
+	default:
+	}
+	it.prev, it.next, it.queued = q.tail, nil, true
+	if q.tail != nil {
+		q.tail.next = it
+	} else {
+		q.head = it
+	}
+	q.tail = it
+	q.n++
 	return it, nil
 }
 
@@ -67,21 +91,26 @@ func (q *sendQueue) turn(it *sendItem) (pc *physConn, err error) {
 		q.leaveLocked(it)
 		return nil, q.err
 	}
-	if q.items.Front() != it.elem || q.busy || q.live == nil || q.live.isDead() {
+	if q.head != it || q.busy || q.live == nil || q.live.isDead() {
 		return nil, nil
 	}
 	q.leaveLocked(it)
 	q.busy = true
-	q.idle = make(chan struct{})
 	return q.live, nil
 }
 
-// done ends the write that turn allowed.
+// release returns a send's item for reuse once it has left the queue.
+func (q *sendQueue) release(it *sendItem) { items.Put(it) }
+
+// done ends the write that turn or fast allowed.
 func (q *sendQueue) done() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.busy = false
-	close(q.idle)
+	if q.idle != nil {
+		close(q.idle)
+		q.idle = nil
+	}
 	q.wakeFrontLocked()
 }
 
@@ -94,12 +123,22 @@ func (q *sendQueue) cancel(it *sendItem) {
 }
 
 func (q *sendQueue) leaveLocked(it *sendItem) {
-	if it.elem == nil {
+	if !it.queued {
 		return
 	}
-	wasFront := q.items.Front() == it.elem
-	q.items.Remove(it.elem)
-	it.elem = nil
+	wasFront := q.head == it
+	if it.prev != nil {
+		it.prev.next = it.next
+	} else {
+		q.head = it.next
+	}
+	if it.next != nil {
+		it.next.prev = it.prev
+	} else {
+		q.tail = it.prev
+	}
+	it.prev, it.next, it.queued = nil, nil, false
+	q.n--
 	if wasFront {
 		q.wakeFrontLocked()
 	}
@@ -121,6 +160,9 @@ func (q *sendQueue) pause(pc *physConn) {
 	}
 	var idle chan struct{}
 	if q.busy {
+		if q.idle == nil {
+			q.idle = make(chan struct{})
+		}
 		idle = q.idle
 	}
 	q.mu.Unlock()
@@ -133,7 +175,7 @@ func (q *sendQueue) pause(pc *physConn) {
 func (q *sendQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.items.Len()
+	return q.n
 }
 
 // close fails every queued send with err, and every later one.
@@ -145,15 +187,15 @@ func (q *sendQueue) close(err error) {
 	}
 	q.err = err
 	q.live = nil
-	for e := q.items.Front(); e != nil; e = e.Next() {
-		signal(e.Value.(*sendItem).wake)
+	for it := q.head; it != nil; it = it.next {
+		signal(it.wake)
 	}
 }
 
 // wakeFrontLocked tells the head of the queue to look again.
 func (q *sendQueue) wakeFrontLocked() {
-	if front := q.items.Front(); front != nil {
-		signal(front.Value.(*sendItem).wake)
+	if q.head != nil {
+		signal(q.head.wake)
 	}
 }
 

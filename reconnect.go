@@ -14,7 +14,7 @@ import (
 // minLivedSession is how long a session that the server ended at its known
 // expiry must have lasted for the next attempt to start at once even in a
 // streak: shorter sessions meet the backoff like any quick ending.
-const minLivedSession = time.Second
+const minLivedSession = 500 * time.Millisecond
 
 // ReconnectPolicy is how the client reconnects: the pacing of attempts,
 // the budgets that stop it, and how an ending is classified. Zero means the
