@@ -264,6 +264,27 @@ func TestServeRedisTwoInstances(t *testing.T) {
 	}
 }
 
+// TestServeRedisStartsWithoutRedis: serve starts while Redis is down, serves what needs no
+// store, answers the rest 503 with Retry-After, and catches up by itself once Redis is
+// there: no restart.
+func TestServeRedisStartsWithoutRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	rs.Stop(t)
+	s := startServe(t, "--redis", rs.URL())
+	s.waitLog(t, "the warning", func(r logRecord) bool { return strings.HasPrefix(r.str("msg"), "redis unavailable") })
+	alice := tokenFor(t, "alice")
+	resp, _ := s.ticketResp(t, alice)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "2", resp.Header.Get("Retry-After"))
+	wsEcho(t, wsAuthed(t, s.ws, bearerHeader(alice)), "up without Redis")
+
+	rs.Restart(t)
+	t.Logf("tickets back %v after Redis started", s.waitTicketsBack(t, alice))
+	wsEcho(t, wsAuthed(t, s.ws+"?ticket="+s.ticket(t, alice), nil), "without a restart")
+	s.waitSubscribed(t, 1)
+	requireOnlyLogRecords(t, s)
+}
+
 // TestServeRedisPasswordNeverShown: the password of the Redis URL (a canary) appears in no
 // output of serve, with debug logs on: not while it works, not with a wrong password, not
 // through an outage, not in a usage error. The URL is shown with the password replaced.
