@@ -15,9 +15,10 @@ import (
 )
 
 // This file holds what several instances of the server need to act as one: the Cluster that
-// carries revocations between them, the Limits that let them share rate limits, and the
-// handling of a shared store that cannot be reached. package server/redisstore implements
-// all of it on Redis; without Config.Cluster and Config.Limits an instance is on its own.
+// carries revocations between them, the Limits that let them share rate limits and
+// connection caps, and the handling of a shared store that cannot be reached. package
+// server/redisstore implements all of it on Redis; without Config.Cluster and Config.Limits
+// an instance is on its own.
 
 // ErrStoreUnavailable is wrapped by the errors of a TicketStore, SessionStore or Cluster
 // whose backend cannot be reached (connection refused, timeout, a Redis that is loading).
@@ -93,18 +94,22 @@ type Cluster interface {
 	Subscribe(apply func(ClusterEvent)) (stop func(), err error)
 }
 
-// Limits makes the server's rate limiters. With Config.Limits nil every instance keeps its
-// own buckets, so N instances give a client N times the budget; a shared implementation
-// (redisstore) keeps one budget for the whole deployment. Implementations must be safe for
-// concurrent use.
+// Limits makes the server's rate limiters and connection caps. With Config.Limits nil every
+// instance keeps its own buckets and counts, so N instances give a client N times the
+// budget; a shared implementation (redisstore) keeps one budget for the whole deployment.
+// Implementations must be safe for concurrent use.
 type Limits interface {
-	// RateLimiter returns the limiter called name ("handshake", "ticket", "login",
-	// "token"): a token bucket per key (a client IP, an account) refilled at perSecond
-	// tokens a second (zero: never refilled) up to burst. It is called only for enabled
-	// limits, once per limit, by New.
+	// RateLimiter returns the limiter called name: a token bucket per key refilled at
+	// perSecond tokens a second (zero: never refilled) up to burst. The names and keys:
+	// "handshake", "ticket", "login" and "token", keyed by client IP; "login-account",
+	// keyed by the username of a password login, and "token-client", keyed by the client
+	// id of a token request, which count failed attempts only (see RateRefunder). It is
+	// called only for enabled limits, once per limit, by New. A nil result keeps that
+	// limit in the instance.
 	RateLimiter(name string, perSecond float64, burst int) RateLimiter
-	// SlotLimiter returns the cap called name: at most max connections held at once per key
-	// (a principal), across the deployment.
+	// SlotLimiter returns the cap called name: at most max connections held at once per key,
+	// across the deployment. The server asks for "principal", keyed by subject, when
+	// Config.MaxConnsPerPrincipal is positive. A nil result keeps the cap in the instance.
 	SlotLimiter(name string, max int) SlotLimiter
 }
 
@@ -115,6 +120,16 @@ type RateLimiter interface {
 	// whose backend is down decides itself what to do (redisstore falls back to buckets in
 	// the process); it cannot make the server fail open.
 	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration)
+}
+
+// RateRefunder is what a RateLimiter implements, besides Allow, to count failures only. The
+// per-account limits ("login-account", "token-client") take a token before they check a
+// password, so that concurrent guesses cannot overdraw the bucket, and give it back with
+// Refund when the password was right. A shared RateLimiter without Refund counts every
+// attempt, successful ones too.
+type RateRefunder interface {
+	// Refund gives back one token of key's bucket, never above its burst.
+	Refund(ctx context.Context, key string)
 }
 
 // SlotLimiter caps the connections held at once per key.
@@ -180,20 +195,27 @@ func writeStoreError(w http.ResponseWriter, err error) {
 
 // joinCluster wires Config.Limits and Config.Cluster into a new server.
 func (s *Server) joinCluster() error {
-	if s.cfg.Limits != nil {
+	if lim := s.cfg.Limits; lim != nil {
 		for _, l := range []struct {
-			lim   *ipLimiter
-			name  string
-			rate  float64
-			burst int
+			shared *RateLimiter
+			name   string
+			rate   float64
+			burst  int
 		}{
-			{s.handshakeLimit, "handshake", s.cfg.HandshakeRate, s.cfg.HandshakeBurst},
-			{s.ticketLimit, "ticket", s.cfg.TicketRate, s.cfg.TicketBurst},
-			{s.loginLimit, "login", s.cfg.LoginRate, s.cfg.LoginBurst},
-			{s.tokenLimit, "token", s.cfg.LoginRate, s.cfg.LoginBurst},
+			{&s.handshakeLimit.shared, "handshake", s.cfg.HandshakeRate, s.cfg.HandshakeBurst},
+			{&s.ticketLimit.shared, "ticket", s.cfg.TicketRate, s.cfg.TicketBurst},
+			{&s.loginLimit.shared, "login", s.cfg.LoginRate, s.cfg.LoginBurst},
+			{&s.tokenLimit.shared, "token", s.cfg.LoginRate, s.cfg.LoginBurst},
+			{&s.accountLimit.shared, "login-account", s.cfg.LoginAccountRate, s.cfg.LoginAccountBurst},
+			{&s.clientLimit.shared, "token-client", s.cfg.LoginAccountRate, s.cfg.LoginAccountBurst},
 		} {
 			if l.rate >= 0 {
-				l.lim.shared = s.cfg.Limits.RateLimiter(l.name, l.rate, l.burst)
+				*l.shared = lim.RateLimiter(l.name, l.rate, l.burst)
+			}
+		}
+		if s.principalSlots != nil {
+			if slots := lim.SlotLimiter("principal", s.cfg.MaxConnsPerPrincipal); slots != nil {
+				s.principalSlots = slots
 			}
 		}
 	}

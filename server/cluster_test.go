@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -241,35 +243,132 @@ func TestClusterHook(t *testing.T) {
 	requireClose(t, cws, websocket.StatusPolicyViolation, ReasonLoggedOut)
 }
 
-// refuseAll is a shared RateLimiter that is out of tokens.
-type refuseAll struct {
-	mu    sync.Mutex
-	names []string
+// fakeLimits is a Limits that records what the server asks of it. Its rate limiters refuse
+// (Retry-After 7) unless allow is set, and refund into refunds; its cap is nil (the server
+// keeps its own) unless slots is set, and then refuses.
+type fakeLimits struct {
+	allow, slots bool
+
+	mu      sync.Mutex
+	names   []string // rate limiters, then "slots:" caps
+	refunds []string // "name:key"
 }
 
-func (r *refuseAll) RateLimiter(name string, perSecond float64, burst int) RateLimiter {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.names = append(r.names, name)
-	return r
+type fakeRate struct {
+	l    *fakeLimits
+	name string
 }
 
-func (r *refuseAll) SlotLimiter(string, int) SlotLimiter { return nil }
+func (l *fakeLimits) RateLimiter(name string, perSecond float64, burst int) RateLimiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.names = append(l.names, name)
+	return fakeRate{l, name}
+}
 
-func (r *refuseAll) Allow(context.Context, string) (bool, time.Duration) {
+func (l *fakeLimits) SlotLimiter(name string, max int) SlotLimiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.names = append(l.names, fmt.Sprintf("slots:%s:%d", name, max))
+	if !l.slots {
+		return nil
+	}
+	return l
+}
+
+func (l *fakeLimits) Acquire(context.Context, string) (func(), bool) { return nil, false }
+
+func (r fakeRate) Allow(context.Context, string) (bool, time.Duration) {
+	if r.l.allow {
+		return true, 0
+	}
 	return false, 7 * time.Second
 }
 
-// TestLimitsHook: Config.Limits takes over the enabled per-IP limits, and only those.
+func (r fakeRate) Refund(_ context.Context, key string) {
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	r.l.refunds = append(r.l.refunds, r.name+":"+key)
+}
+
+func (l *fakeLimits) recorded() (names, refunds []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.names), slices.Clone(l.refunds)
+}
+
+// TestLimitsHook: Config.Limits takes over the enabled rate limits, per IP and per account,
+// and only those; a refusal of the shared limiter is the server's answer.
 func TestLimitsHook(t *testing.T) {
-	lim := &refuseAll{}
+	lim := &fakeLimits{}
 	e := newEnv(t, func(c *Config) {
 		c.Limits = lim
 		c.HandshakeRate, c.LoginRate = 10, 1
 		c.TicketRate = -1 // disabled limits stay disabled
+		c.Users = map[string]string{"alice": "right"}
 	})
-	require.ElementsMatch(t, []string{"handshake", "login", "token"}, lim.names)
+	names, _ := lim.recorded()
+	require.ElementsMatch(t, []string{"handshake", "login", "token", "login-account", "token-client"}, names,
+		"no cap asked for without MaxConnsPerPrincipal")
 	resp := e.dialRefused(t, e.wsURL(""), headerOpts(e.token(t, "alice")), http.StatusTooManyRequests)
 	require.Equal(t, "7", resp.Header.Get("Retry-After"))
 	e.ticket(t, e.token(t, "alice"))
+}
+
+// TestSharedAccountLimit: the per-account limits take from Config.Limits, and a right
+// password gives its token back there.
+func TestSharedAccountLimit(t *testing.T) {
+	lim := &fakeLimits{allow: true}
+	e := newEnv(t, func(c *Config) {
+		c.Limits = lim
+		c.Users = map[string]string{"alice": "right"}
+		c.Clients = map[string]string{"bot": "right"}
+	})
+	login := func(pw string) int {
+		resp, _ := e.post(t, "/api/login", "application/json", `{"username":"alice","password":"`+pw+`"}`, nil)
+		return resp.StatusCode
+	}
+	token := func(secret string) int {
+		resp, _ := e.post(t, "/oauth/token", "application/x-www-form-urlencoded",
+			url.Values{"grant_type": {"client_credentials"}, "client_id": {"bot"}, "client_secret": {secret}}.Encode(), nil)
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, login("guess"))
+	require.Equal(t, http.StatusNoContent, login("right"))
+	require.Equal(t, http.StatusUnauthorized, token("guess"))
+	require.Equal(t, http.StatusOK, token("right"))
+	_, refunds := lim.recorded()
+	require.Equal(t, []string{"login-account:alice", "token-client:bot"}, refunds, "only the right passwords are refunded")
+
+	lim.mu.Lock()
+	lim.allow = false
+	lim.mu.Unlock()
+	for _, pw := range []string{"guess", "right"} {
+		require.Equal(t, http.StatusTooManyRequests, login(pw), pw)
+		require.Equal(t, http.StatusTooManyRequests, token(pw), pw)
+	}
+}
+
+// TestSharedPrincipalCap: with Config.Limits the per-principal cap is the shared one; a
+// Limits without one (nil) leaves the cap in the instance.
+func TestSharedPrincipalCap(t *testing.T) {
+	lim := &fakeLimits{allow: true, slots: true}
+	e := newEnv(t, func(c *Config) {
+		c.Limits = lim
+		c.MaxConnsPerPrincipal = 3
+	})
+	names, _ := lim.recorded()
+	require.Contains(t, names, "slots:principal:3")
+	tok := e.token(t, "alice")
+	e.dialRefused(t, e.wsURL(""), headerOpts(tok), http.StatusTooManyRequests)
+	requireRefused(t, e.mustDial(t, e.wsURL("?token="+tok), nil), websocket.StatusTryAgainLater, ReasonTooManyConnections)
+	require.EqualValues(t, 2, e.srv.Stats().PrincipalCapped)
+
+	local := newEnv(t, func(c *Config) {
+		c.Limits = &fakeLimits{allow: true}
+		c.MaxConnsPerPrincipal = 1
+	})
+	tok = local.token(t, "alice")
+	echo(t, local.mustDialAuthed(t, local.wsURL(""), headerOpts(tok)), "the one slot")
+	local.dialRefused(t, local.wsURL(""), headerOpts(tok), http.StatusTooManyRequests)
 }

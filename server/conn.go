@@ -111,9 +111,10 @@ type Conn struct {
 	pingSentAt time.Time
 	pings      sync.WaitGroup // ping goroutines; Add only on the session clock goroutine
 
-	// countedAs is the subject this connection counts toward in Server.principals, "" when
-	// none. Guarded by Server.mu, not mu.
-	countedAs string
+	// slot is the release of the per-principal slot (Config.MaxConnsPerPrincipal) this
+	// connection holds, nil when none; unregister calls it. Only the goroutine serving the
+	// handshake touches it.
+	slot func()
 
 	wake       chan struct{} // deadline moved; capacity 1
 	askedWake  chan struct{} // Read was called; capacity 1
@@ -275,6 +276,14 @@ func (c *Conn) closeStatus() (websocket.StatusCode, string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closeCode, c.closeReason, c.closing
+}
+
+// releaseSlot gives back the connection's per-principal slot, if it holds one.
+func (c *Conn) releaseSlot() {
+	if c.slot != nil {
+		c.slot()
+		c.slot = nil
+	}
 }
 
 func (c *Conn) isAuthenticated() bool {

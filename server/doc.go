@@ -41,6 +41,12 @@
 //	go hs.ListenAndServeTLS(certFile, keyFile)
 //	// at shutdown: srv.Close() (the WebSockets), then hs.Shutdown(ctx)
 //
+// Several instances act as one through Config.Cluster (revocations and logouts reach every
+// instance), shared ticket and session stores, and Config.Limits (the rate limits, the
+// per-account limits and the per-principal cap counted for the deployment); package
+// server/redisstore provides all of them on Redis, and docs/redis.md shows two `wsauth
+// serve` processes behind one Redis.
+//
 // The application sees only authenticated connections: a Handler gets a *Conn whose
 // Principal says who is on it, and whose Read yields application messages only (refresh
 // messages are answered by the server).

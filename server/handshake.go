@@ -73,6 +73,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	cred := s.findCredential(r)
 	ev.Method = cred.method
 	var id Identity
+	var slot func() // the per-principal slot of a header or subprotocol handshake
 	switch cred.method {
 	case "":
 		if cred.unrecognised == "query" {
@@ -93,11 +94,19 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ev.Subject = id.Subject
-		if s.principalFull(id.Subject) {
+		// Taken before the upgrade, so that over the cap the answer is a status with
+		// Retry-After; the connection holds it once registered.
+		var ok bool
+		if slot, ok = s.acquireSlot(r.Context(), id.Subject); !ok {
 			s.stats.principalCapped.Add(1)
 			s.refuseHTTPText(w, ev, http.StatusTooManyRequests, principalRetryAfter, "too many connections for the principal", "too many connections")
 			return
 		}
+		defer func() {
+			if slot != nil { // not handed to a connection
+				slot()
+			}
+		}()
 	case MethodCookie:
 		// Every browser sends Origin on a WebSocket handshake; a cookie without one comes
 		// from a client that could send its allowed origin, or from a page of a context
@@ -114,12 +123,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case MethodFirstMessage:
-		if !s.preAuth.acquire(ip) {
+		release, ok := s.preAuth.Acquire(r.Context(), ip)
+		if !ok {
 			s.refuseHTTP(w, ev, http.StatusTooManyRequests, time.Second, "too many connections waiting for auth")
 			return
 		}
 		// The slot is given back as soon as the auth message has been dealt with.
-		release := sync.OnceFunc(func() { s.preAuth.release(ip) })
 		defer release()
 		cred.releasePreAuth = release
 	}
@@ -151,6 +160,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.unregister(c)
+	c.slot, slot = slot, nil
 	go c.superviseLoop()
 
 	if !s.authenticateConn(c, cred, id, ev) {
@@ -251,12 +261,17 @@ func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev Auth
 	}
 	ev.Subject = id.Subject
 
-	exp, err := s.authenticate(c, Principal{Subject: id.Subject, Method: cred.method}, credExpiry, ttl, sessionID)
-	if errors.Is(err, errTooManyConns) {
-		s.stats.principalCapped.Add(1)
-		return refuse(websocket.StatusTryAgainLater, ReasonTooManyConnections, err.Error())
+	if c.slot == nil {
+		slot, ok := s.acquireSlot(c.ctx, id.Subject)
+		if !ok {
+			s.stats.principalCapped.Add(1)
+			return refuse(websocket.StatusTryAgainLater, ReasonTooManyConnections, errTooManyConns.Error())
+		}
+		c.slot = slot
 	}
+	exp, err := s.authenticate(c, Principal{Subject: id.Subject, Method: cred.method}, credExpiry, ttl, sessionID)
 	if err != nil {
+		c.releaseSlot()
 		return refuse(websocket.StatusPolicyViolation, refusal, err.Error())
 	}
 	// Every pattern ends with auth_ok: a client that authenticated on the
@@ -317,16 +332,11 @@ func (s *Server) authenticate(c *Conn, p Principal, credExpiry time.Time, ttl ti
 	if s.revoked[p.Subject] {
 		return time.Time{}, errRevoked
 	}
-	if max := s.cfg.MaxConnsPerPrincipal; max > 0 && s.principals[p.Subject] >= max {
-		return time.Time{}, errTooManyConns
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return time.Time{}, errors.New("connection closing")
 	}
-	s.principals[p.Subject]++
-	c.countedAs = p.Subject
 	c.principal = p
 	c.authenticated = true
 	c.sessionID = sessionID
@@ -418,18 +428,21 @@ func (s *Server) credentialParam(name string) bool {
 // principalRetryAfter is the Retry-After of a handshake refused by the per-principal cap.
 const principalRetryAfter = 5 * time.Second
 
-// errTooManyConns is authenticate's refusal for a principal at Config.MaxConnsPerPrincipal.
+// errTooManyConns is the refusal of a principal at Config.MaxConnsPerPrincipal.
 var errTooManyConns = errors.New("too many connections for the principal")
 
-// principalFull reports whether subject holds Config.MaxConnsPerPrincipal connections.
-func (s *Server) principalFull(subject string) bool {
-	max := s.cfg.MaxConnsPerPrincipal
-	if max <= 0 {
-		return false
+// acquireSlot takes one of subject's Config.MaxConnsPerPrincipal slots, on this instance or
+// (Config.Limits) the deployment's, or reports false when subject holds them all. Without a
+// cap it succeeds with a release that does nothing.
+func (s *Server) acquireSlot(ctx context.Context, subject string) (release func(), ok bool) {
+	if s.principalSlots == nil {
+		return func() {}, true
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.principals[subject] >= max
+	release, ok = s.principalSlots.Acquire(ctx, subject)
+	if !ok {
+		return nil, false
+	}
+	return sync.OnceFunc(release), true
 }
 
 // subprotocolToken finds a bearer entry among the offered subprotocols and decodes it. An
@@ -548,16 +561,11 @@ func (s *Server) closeAllCount() uint64 {
 	return s.closeAlls
 }
 
+// unregister removes c from the live connections once its socket is closed, and gives back
+// its per-principal slot first: once Stats no longer counts c, its slot is free.
 func (s *Server) unregister(c *Conn) {
+	c.releaseSlot()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	if c.countedAs != "" {
-		if s.principals[c.countedAs] <= 1 {
-			delete(s.principals, c.countedAs)
-		} else {
-			s.principals[c.countedAs]--
-		}
-		c.countedAs = ""
-	}
 }

@@ -119,39 +119,49 @@ func (l *ipLimiter) size() int {
 	return len(l.buckets)
 }
 
-// preAuthCounter caps the connections per IP that are upgraded but not yet authenticated
-// (first-message auth): each of them holds a socket and a goroutine for up to AuthTimeout.
-type preAuthCounter struct {
+// slotCounter caps the slots held at once per key, in the process: the connections per IP
+// that are upgraded but not yet authenticated (first-message auth: each of them holds a
+// socket and a goroutine for up to AuthTimeout), and, without Config.Limits, the
+// connections per principal.
+type slotCounter struct {
 	max int // <= 0: unlimited
 
 	mu     sync.Mutex
 	counts map[string]int
 }
 
-func newPreAuthCounter(max int) *preAuthCounter {
-	return &preAuthCounter{max: max, counts: make(map[string]int)}
+func newSlotCounter(max int) *slotCounter {
+	return &slotCounter{max: max, counts: make(map[string]int)}
 }
 
-// acquire takes a slot for ip, or reports false when ip already holds max slots.
-func (p *preAuthCounter) acquire(ip string) bool {
+// acquire takes a slot for key, or reports false when key already holds max slots.
+func (p *slotCounter) acquire(key string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.max > 0 && p.counts[ip] >= p.max {
+	if p.max > 0 && p.counts[key] >= p.max {
 		return false
 	}
-	p.counts[ip]++
+	p.counts[key]++
 	return true
 }
 
 // release gives back a slot taken by acquire; entries drop out of the map at zero.
-func (p *preAuthCounter) release(ip string) {
+func (p *slotCounter) release(key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.counts[ip] <= 1 {
-		delete(p.counts, ip)
+	if p.counts[key] <= 1 {
+		delete(p.counts, key)
 		return
 	}
-	p.counts[ip]--
+	p.counts[key]--
+}
+
+// Acquire makes a slotCounter the SlotLimiter of one instance.
+func (p *slotCounter) Acquire(_ context.Context, key string) (func(), bool) {
+	if !p.acquire(key) {
+		return nil, false
+	}
+	return sync.OnceFunc(func() { p.release(key) }), true
 }
 
 // accountLimiter limits failed attempts per account name (a username, a client id) from all
@@ -163,6 +173,9 @@ type accountLimiter struct {
 	perSecond float64 // < 0: unlimited
 	burst     float64
 	idle      time.Duration
+	// shared, when set (Config.Limits), keeps the buckets outside the process instead; it
+	// refunds only if it is a RateRefunder.
+	shared RateLimiter
 
 	mu        sync.Mutex
 	accounts  map[string]*account
@@ -194,6 +207,9 @@ func (l *accountLimiter) take(name string) (bool, time.Duration) {
 	if l.perSecond < 0 {
 		return true, 0
 	}
+	if l.shared != nil {
+		return l.shared.Allow(context.Background(), name)
+	}
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -224,6 +240,12 @@ func (l *accountLimiter) take(name string) (bool, time.Duration) {
 // refund gives back the token a successful attempt took.
 func (l *accountLimiter) refund(name string) {
 	if l.perSecond < 0 {
+		return
+	}
+	if l.shared != nil {
+		if r, ok := l.shared.(RateRefunder); ok {
+			r.Refund(context.Background(), name)
+		}
 		return
 	}
 	now := time.Now()

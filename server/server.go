@@ -217,7 +217,8 @@ type Config struct {
 	// account exists or not. Default 1/60 (one a minute); negative disables the limit.
 	LoginAccountRate float64
 	// LoginAccountBurst is the burst of LoginAccountRate: the failed attempts an account may
-	// take in a row. Default 10.
+	// take in a row. Default 10. With Config.Limits the budget of an account is one for the
+	// whole deployment, not one per instance.
 	LoginAccountBurst int
 	// MaxPreAuthPerIP caps the connections per client IP that are upgraded but still waiting
 	// for their auth message; over the cap the handshake gets 429 before the upgrade.
@@ -230,7 +231,8 @@ type Config struct {
 	// before auth_ok (a ticket is spent by then). Default 0: no cap, because what is normal
 	// depends on the application (one bot, or a thousand load-test clients sharing a
 	// token); 100 is a good start for interactive users, and what `wsauth serve` sets.
-	// Negative also means no cap.
+	// Negative also means no cap. With Config.Limits the cap holds across the deployment:
+	// a subject's connections on every instance count together.
 	MaxConnsPerPrincipal int
 
 	// PingInterval is how long an authenticated connection may be silent before the server
@@ -247,8 +249,13 @@ type Config struct {
 	// Cluster carries revocations (Revoke, Unrevoke, logouts) to the other instances of a
 	// deployment and theirs to this one; see cluster.go. Default nil: a single instance.
 	Cluster Cluster
-	// Limits keeps the per-IP rate limits of handshakes, tickets, logins and tokens, shared
-	// with the other instances. Default nil: each instance has its own buckets.
+	// Limits keeps the rate limits and caps that an attacker could multiply by spreading
+	// over instances, shared with the other instances: the per-IP limits of handshakes,
+	// tickets, logins and tokens, the per-account limits of failed logins and token
+	// requests (LoginAccountRate), and the per-principal cap (MaxConnsPerPrincipal); see
+	// Limits for their names. Default nil: each instance has its own buckets and counts.
+	// The refresh limit (per connection) and the pre-auth cap (MaxPreAuthPerIP, sockets of
+	// this instance) stay local either way.
 	Limits Limits
 
 	// TestControls mounts the fault hooks under ControlPrefix. Default false. Never enable it
@@ -436,11 +443,14 @@ type Server struct {
 	ticketLimit    *ipLimiter
 	loginLimit     *ipLimiter
 	tokenLimit     *ipLimiter
-	preAuth        *preAuthCounter
+	preAuth        *slotCounter
 	// accountLimit and clientLimit count failed password logins per username and failed
 	// token requests per client id, from all IPs together.
 	accountLimit *accountLimiter
 	clientLimit  *accountLimiter
+	// principalSlots caps the connections per subject (Config.MaxConnsPerPrincipal): a
+	// slotCounter, or Config.Limits' shared cap; nil without a cap.
+	principalSlots SlotLimiter
 
 	stats counters
 
@@ -448,7 +458,6 @@ type Server struct {
 	closed       bool
 	conns        map[*Conn]struct{}
 	revoked      map[string]bool
-	principals   map[string]int // authenticated connections per subject, until unregistered
 	refuseStatus int
 	refuseLeft   int
 	pausedUntil  time.Time
@@ -537,12 +546,14 @@ func New(cfg Config) (*Server, error) {
 		ticketLimit:    newIPLimiter(cfg.TicketRate, cfg.TicketBurst),
 		loginLimit:     newIPLimiter(cfg.LoginRate, cfg.LoginBurst),
 		tokenLimit:     newIPLimiter(cfg.LoginRate, cfg.LoginBurst),
-		preAuth:        newPreAuthCounter(cfg.MaxPreAuthPerIP),
+		preAuth:        newSlotCounter(cfg.MaxPreAuthPerIP),
 		accountLimit:   newAccountLimiter(cfg.LoginAccountRate, cfg.LoginAccountBurst),
 		clientLimit:    newAccountLimiter(cfg.LoginAccountRate, cfg.LoginAccountBurst),
 		conns:          make(map[*Conn]struct{}),
 		revoked:        make(map[string]bool),
-		principals:     make(map[string]int),
+	}
+	if cfg.MaxConnsPerPrincipal > 0 {
+		s.principalSlots = newSlotCounter(cfg.MaxConnsPerPrincipal)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -10,17 +10,27 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/wsauth/wsauth/internal/redact"
 	"github.com/wsauth/wsauth/server"
+	"github.com/wsauth/wsauth/server/redisstore"
 )
 
 // envSecret keeps the HMAC key off the command line.
 const envSecret = "WSAUTH_SECRET"
+
+// envRedisURL keeps a Redis URL, which may hold a password, off the command line.
+const envRedisURL = "WSAUTH_REDIS_URL"
+
+// redisPingTimeout bounds the check of Redis at start, which only decides what is logged.
+const redisPingTimeout = 2 * time.Second
 
 // Demo accounts of serve, documented defaults: a loopback demo server needs
 // credentials that a newcomer can type.
@@ -54,6 +64,7 @@ type serveFlags struct {
 	tokenTTL      time.Duration
 	expiryNotice  time.Duration
 	secret        *textFlag
+	redis         *textFlag
 	tlsCert       string
 	tlsKey        string
 	testControls  bool
@@ -116,12 +127,24 @@ proxy, list it with --trusted-proxy: its X-Forwarded-For or Forwarded header
 then names the client for the limits, and its proto the scheme of the Origin
 check.
 
+Several instances: with --redis URL (or WSAUTH_REDIS_URL, better for a URL
+with a password) the tickets, cookie sessions, revocations, the rate limits
+(per IP and per account) and the per-principal cap live in Redis and are
+shared by every serve on it: a ticket minted by one is redeemed on another,
+once; a revoke on one closes the sockets on all. --secret (or WSAUTH_SECRET)
+is then required, the same on every instance, so that each verifies the
+others' tokens. Redis need not be up at start. While it cannot be reached,
+ticket and cookie handshakes and the ticket, login and logout endpoints get
+503 with Retry-After: 2 (fail closed), established connections go on, and
+service resumes by itself when Redis is back. See docs/redis.md.
+
 Not for production: the accounts below are demo defaults, and --test-controls lets
 anyone who can reach the server close or revoke connections.`,
 		groups: []flagGroup{
 			{"Listening", []string{"addr", "tls-cert", "tls-key", "origin", "subprotocol", "trusted-proxy", "max-conns-per-ip", "max-conns", "read-header-timeout", "idle-timeout"}},
 			{"Credentials", []string{"secret", "user", "client", "token-ttl"}},
 			{"Sessions", []string{"session-ttl", "ticket-ttl", "expiry-notice", "auth-timeout", "no-rate-limits", "max-pre-auth", "max-conns-per-principal", "ping-interval", "pong-timeout"}},
+			{"Several instances", []string{"redis"}},
 			{"Tests and logs", []string{"test-controls", "log-format", "log-level"}},
 		},
 		flags: func() (*flag.FlagSet, any) {
@@ -132,6 +155,7 @@ anyone who can reach the server close or revoke connections.`,
 				users:        newListFlag(defaultUser),
 				clients:      newListFlag(defaultClient),
 				secret:       &textFlag{text: "WSAUTH_SECRET, else a random key that is never shown, and a demo token is printed"},
+				redis:        &textFlag{text: "WSAUTH_REDIS_URL, else none: everything stays in this process"},
 
 				trustedProxies: newListFlag(),
 			}
@@ -141,6 +165,7 @@ anyone who can reach the server close or revoke connections.`,
 			fs.Var(f.origins, "origin", "exact browser `ORIGIN` (scheme://host[:port]) allowed besides the server's own; repeatable")
 			fs.Var(f.subprotocols, "subprotocol", "application `SUBPROTOCOL` the server may select; repeatable")
 			fs.Var(f.secret, "secret", "HMAC key `KEY` of the tokens, at least 16 bytes (prefer WSAUTH_SECRET: command lines are visible to other users)")
+			fs.Var(f.redis, "redis", "share tickets, sessions, revocations and limits with the other instances through Redis at `URL` (redis://[:PASSWORD@]HOST:PORT/DB, rediss://…, unix:///PATH); needs --secret (prefer WSAUTH_REDIS_URL for a URL with a password)")
 			fs.Var(f.users, "user", "cookie-login account `NAME:PASSWORD`; repeatable")
 			fs.Var(f.clients, "client", "OAuth 2.0 client `ID:SECRET` for POST /oauth/token; repeatable")
 			fs.DurationVar(&f.tokenTTL, "token-ttl", defaultTokenTTL, "lifetime `D` of tokens from POST /oauth/token")
@@ -181,6 +206,13 @@ type serveSetup struct {
 	log         *slog.Logger
 	defaultUser bool
 	limiter     *server.ConnLimiter
+
+	// redisOpt, with --redis, is the client of the shared stores; redisShown is the URL
+	// without its password, for the banner and the log, and redisScrub holds the password
+	// in case go-redis ever quotes it.
+	redisOpt   *redis.Options
+	redisShown string
+	redisScrub *redact.Set
 }
 
 func newServeSetup(f *serveFlags, s stdio) (*serveSetup, error) {
@@ -214,6 +246,23 @@ func newServeSetup(f *serveFlags, s stdio) (*serveSetup, error) {
 		return nil, usagef("--secret: %v", err)
 	}
 	st.issuer = iss
+
+	redisURL := f.redis.val
+	if redisURL == "" {
+		redisURL = s.getenv(envRedisURL)
+	}
+	if redisURL != "" {
+		if st.randomKey {
+			return nil, usagef("--redis needs --secret or %s, the same on every instance: each must verify the tokens the others issue", envSecret)
+		}
+		opt, err := redisstore.ParseURL(redisURL) // its errors never quote the URL
+		if err != nil {
+			return nil, usagef("--redis or %s: %v", envRedisURL, err)
+		}
+		st.redisOpt, st.redisShown = opt, shownRedisURL(redisURL)
+		st.redisScrub = &redact.Set{}
+		st.redisScrub.Add(opt.Password)
+	}
 
 	users, err := pairs("--user", f.users.vals)
 	if err != nil {
@@ -314,6 +363,12 @@ func runServe(ctx context.Context, f *serveFlags, s stdio) int {
 	if err != nil {
 		return fail(s, "serve", err)
 	}
+	if st.redisOpt != nil {
+		// Closed after srv, on every way out: the server's last calls (slot releases,
+		// leaving the cluster) go to Redis.
+		rdb := st.connectRedis(ctx)
+		defer rdb.Close()
+	}
 	srv, err := server.New(st.cfg)
 	if err != nil {
 		return fail(s, "serve", usagef("%v", err))
@@ -342,8 +397,12 @@ func runServe(ctx context.Context, f *serveFlags, s stdio) int {
 	hs.ErrorLog = slog.NewLogLogger(st.log.Handler(), slog.LevelDebug)
 	base := scheme + "://" + ln.Addr().String()
 	printBanner(s.out, st, f, base)
-	st.log.Info("listening", "addr", ln.Addr().String(), "tls", st.tlsCert != nil,
-		"test_controls", f.testControls, "origins", strings.Join(f.origins.vals, ","))
+	attrs := []any{"addr", ln.Addr().String(), "tls", st.tlsCert != nil,
+		"test_controls", f.testControls, "origins", strings.Join(f.origins.vals, ",")}
+	if st.redisOpt != nil {
+		attrs = append(attrs, "redis", st.redisShown)
+	}
+	st.log.Info("listening", attrs...)
 
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -383,6 +442,9 @@ func printBanner(w io.Writer, st *serveSetup, f *serveFlags, base string) {
 		fmt.Fprintf(w, "  cookie login   POST %s/api/login  users: %s\n", base, strings.Join(sortedKeys(st.cfg.Users), ", "))
 	}
 	fmt.Fprintf(w, "  oauth2 token   POST %s/oauth/token  clients: %s\n", base, strings.Join(sortedKeys(st.cfg.Clients), ", "))
+	if st.redisOpt != nil {
+		fmt.Fprintf(w, "  redis          %s  (tickets, sessions, revocations and limits shared with the other instances)\n", st.redisShown)
+	}
 	if f.testControls {
 		fmt.Fprintf(w, "  test controls  POST %s/control/{close-all,revoke,unrevoke,expire,refuse,pause,going-away}\n", base)
 	}
@@ -394,6 +456,95 @@ func printBanner(w io.Writer, st *serveSetup, f *serveFlags, base string) {
 		}
 	}
 	fmt.Fprintf(w, "  try            wsauth connect --auth ticket --token TOKEN %s/ws\n", ws)
+}
+
+// connectRedis makes the Redis client and lets redisstore configure the server with it. An
+// unreachable Redis is logged, not fatal: go-redis reconnects by itself, and until then the
+// server answers what needs Redis with 503 and Retry-After.
+func (st *serveSetup) connectRedis(ctx context.Context) *redis.Client {
+	lg := slog.New(scrubHandler{st.log.Handler(), st.redisScrub})
+	// go-redis logs failed dials and pool trouble through a global logger, to stderr by
+	// default: into the log instead, at debug level (redisstore logs what matters).
+	redis.SetLogger(redisLogger{lg})
+	rdb := redis.NewClient(st.redisOpt)
+	redisstore.New(rdb, &redisstore.Options{Logger: lg}).Configure(&st.cfg)
+	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		lg.Warn("redis unavailable: ticket and cookie handshakes, tickets, logins and logouts get 503 until it answers",
+			"redis", st.redisShown, "error", err)
+	} else {
+		lg.Info("redis connected", "redis", st.redisShown)
+	}
+	return rdb
+}
+
+// shownRedisURL is a Redis URL as the banner and the log show it: its password replaced
+// and its query left out. ParseURL has accepted the URL already.
+func shownRedisURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(redis)"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.Redacted()
+}
+
+// redisLogger is go-redis's global logger, writing to the serve log at debug level.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis", "message", strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+// scrubHandler removes the Redis password from the records of redisstore and go-redis,
+// which quote go-redis's errors and messages. None is known to hold the password; the log
+// is not where to find out.
+type scrubHandler struct {
+	h   slog.Handler
+	set *redact.Set
+}
+
+func (s scrubHandler) Enabled(ctx context.Context, l slog.Level) bool { return s.h.Enabled(ctx, l) }
+
+func (s scrubHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, s.set.String(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(s.attr(a))
+		return true
+	})
+	return s.h.Handle(ctx, out)
+}
+
+func (s scrubHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	out := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		out[i] = s.attr(a)
+	}
+	return scrubHandler{s.h.WithAttrs(out), s.set}
+}
+
+func (s scrubHandler) WithGroup(name string) slog.Handler {
+	return scrubHandler{s.h.WithGroup(name), s.set}
+}
+
+// attr scrubs the text of a: strings, and anything else printed as text (errors).
+func (s scrubHandler) attr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, s.set.String(v.String()))
+	case slog.KindAny:
+		return slog.String(a.Key, s.set.String(fmt.Sprint(v.Any())))
+	case slog.KindGroup:
+		group := v.Group()
+		out := make([]slog.Attr, len(group))
+		for i, g := range group {
+			out[i] = s.attr(g)
+		}
+		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
 }
 
 func sortedKeys(m map[string]string) []string {

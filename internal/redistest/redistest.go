@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,9 +37,10 @@ const startTimeout = 30 * time.Second
 
 // Server is a redis-server process owned by a test.
 type Server struct {
-	bin  string
-	dir  string
-	sock string
+	bin      string
+	dir      string
+	sock     string
+	password string
 
 	mu   sync.Mutex
 	proc *process
@@ -73,9 +75,18 @@ func Available() (bool, error) {
 	return true, nil
 }
 
+// Option configures a Server started by Start or StartProcess.
+type Option func(*Server)
+
+// Password makes the server require pw from its clients (requirepass); Options and URL
+// carry it.
+func Password(pw string) Option {
+	return func(s *Server) { s.password = pw }
+}
+
 // Start starts a redis-server for t and stops it in t.Cleanup. It skips t when
 // redis-server is missing, or fails t when EnvRequire is "1".
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -84,7 +95,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skipf("%v (set %s=1 to fail instead)", err, EnvRequire)
 	}
-	s, err := StartProcess(bin)
+	s, err := StartProcess(bin, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,13 +109,16 @@ func Start(t testing.TB) *Server {
 
 // StartProcess starts a redis-server from bin (see Binary) outside any test, for examples
 // and TestMain; the caller must Close it.
-func StartProcess(bin string) (*Server, error) {
+func StartProcess(bin string, opts ...Option) (*Server, error) {
 	// A unix socket path is limited to about 100 bytes, which t.TempDir() can exceed.
 	dir, err := os.MkdirTemp("", "redistest")
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{bin: bin, dir: dir, sock: filepath.Join(dir, "redis.sock")}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := s.start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -115,13 +129,17 @@ func StartProcess(bin string) (*Server, error) {
 // Options returns go-redis options for the server: a fresh value each call. The context's
 // deadline bounds each command (ContextTimeoutEnabled), as redisstore expects.
 func (s *Server) Options() *redis.Options {
-	return &redis.Options{Network: "unix", Addr: s.sock, ContextTimeoutEnabled: true}
+	return &redis.Options{Network: "unix", Addr: s.sock, Password: s.password, ContextTimeoutEnabled: true}
 }
 
 // URL returns the server's address as a URL that redis.ParseURL accepts:
-// unix:///…/redis.sock.
+// unix:///…/redis.sock, or unix://:PASSWORD@/…/redis.sock with Password.
 func (s *Server) URL() string {
-	return "unix://" + s.sock
+	u := url.URL{Scheme: "unix", Path: s.sock}
+	if s.password != "" {
+		u.User = url.UserPassword("", s.password)
+	}
+	return u.String()
 }
 
 // Client returns a new client of the server, closed in t.Cleanup.
@@ -174,7 +192,7 @@ func (s *Server) start() error {
 	if s.proc != nil {
 		return errors.New("redistest: redis-server is already running")
 	}
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--port", "0",
 		"--unixsocket", s.sock,
 		"--unixsocketperm", "700",
@@ -183,7 +201,11 @@ func (s *Server) start() error {
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--logfile", "",
-	)
+	}
+	if s.password != "" {
+		args = append(args, "--requirepass", s.password)
+	}
+	cmd := exec.Command(s.bin, args...)
 	p := &process{cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -52,3 +52,23 @@ func TestURL(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	require.NoError(t, c.Ping(ctxT(t)).Err())
 }
+
+// TestPassword: a server started with Password refuses clients without it; Options and URL
+// carry it, and Stop and Restart still work.
+func TestPassword(t *testing.T) {
+	s := Start(t, Password("p@ss:w/rd#1"))
+	ctx := ctxT(t)
+	anon := redis.NewClient(&redis.Options{Network: "unix", Addr: s.Options().Addr})
+	t.Cleanup(func() { _ = anon.Close() })
+	require.Error(t, anon.Ping(ctx).Err(), "no password, no access")
+
+	opt, err := redis.ParseURL(s.URL())
+	require.NoError(t, err)
+	require.Equal(t, "p@ss:w/rd#1", opt.Password, "the URL escapes the password")
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.Set(ctx, "k", "v", 0).Err())
+	s.Stop(t)
+	s.Restart(t)
+	require.NoError(t, s.Client(t).Get(ctx, "k").Err())
+}

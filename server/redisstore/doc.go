@@ -1,9 +1,10 @@
 // Package redisstore keeps the shared state of several wsauth reference servers (package
 // server) in Redis, so that they act as one deployment: a ticket minted by one instance is
 // redeemed on any of them, once; a cookie session is known to all; a revocation or a logout
-// on one closes the sockets it concerns on every instance; and the per-IP rate limits hold
-// for the deployment rather than per instance, so a second instance does not double an
-// attacker's budget.
+// on one closes the sockets it concerns on every instance; and the rate limits (per IP, and
+// of failed logins per account) and the per-principal connection cap hold for the
+// deployment rather than per instance, so a second instance does not double an attacker's
+// budget or a principal's connections.
 //
 // Each instance makes its own client and Store and lets the Store configure it:
 //
@@ -29,7 +30,8 @@
 //     is (re)established, so that nothing missed while it was cut off stays missed. A
 //     revocation made while Redis is down applies at once on its instance and is sent when
 //     Redis is back.
-//   - Limits: token buckets and connection leases run as scripts on Redis's clock.
+//   - Limits: token buckets (per IP, per account) and connection leases (per principal) run
+//     as scripts on Redis's clock.
 //
 // Tickets and session ids are bearer secrets, so keys and messages carry their
 // server.SecretHash, never the value: whoever can read Redis (a replica, a backup, MONITOR)

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/time/rate"
 
 	"github.com/wsauth/wsauth/server"
 )
 
 // Limits is a server.Limits in Redis: one budget per key for the whole deployment, so that
-// a second instance does not double an attacker's rate or connection count. Buckets and
+// a second instance does not double an attacker's rate or connection count. The server
+// keeps in it the per-IP rates of handshakes, tickets, logins and tokens, the failed logins
+// per account and token requests per client id, and the connections per principal. Buckets and
 // slot counts are kept by scripts on Redis's clock (TIME), so instances whose clocks
 // disagree still share one budget.
 //
@@ -31,7 +32,9 @@ func (st *Store) Limits() *Limits {
 }
 
 // RateLimiter returns the token buckets called name, one per key, in keys
-// prefix+"rate:"+name+":"+key that expire once full again; see server.Limits.
+// prefix+"rate:"+name+":"+key that expire once full again (after a day at most); see
+// server.Limits. They implement server.RateRefunder, so the per-account limits count
+// failed attempts only.
 func (l *Limits) RateLimiter(name string, perSecond float64, burst int) server.RateLimiter {
 	return &rateLimiter{
 		st:    l.st,
@@ -68,13 +71,13 @@ if tokens >= 1 then
   tokens = tokens - 1
   ok = 1
 elseif rate > 0 then
-  wait = math.ceil((1 - tokens) * 1000 / rate)
+  wait = math.min(math.ceil((1 - tokens) * 1000 / rate), 86400000)
 else
   wait = 60000
 end
 redis.call('HSET', KEYS[1], 'n', tostring(tokens), 't', tostring(last))
 if rate > 0 then
-  redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+  redis.call('PEXPIRE', KEYS[1], math.min(math.ceil(burst * 1000 / rate) + 1000, 86400000))
 else
   redis.call('PEXPIRE', KEYS[1], 86400000)
 end
@@ -106,16 +109,55 @@ func (r *rateLimiter) Allow(ctx context.Context, key string) (bool, time.Duratio
 	return false, wholeSeconds(time.Duration(res[1]) * time.Millisecond)
 }
 
+// refundScript gives a token back to a bucket, never above its burst; a bucket that has
+// expired is full already. KEYS: bucket. ARGV: rate, burst. It returns 1 if there was a
+// bucket.
+var refundScript = redis.NewScript(`
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local b = redis.call('HMGET', KEYS[1], 'n', 't')
+local tokens, last = tonumber(b[1]), tonumber(b[2])
+if tokens == nil or last == nil then
+  return 0
+end
+if now > last then
+  tokens = tokens + (now - last) * rate / 1000
+  last = now
+end
+tokens = math.min(burst, tokens + 1)
+redis.call('HSET', KEYS[1], 'n', tostring(tokens), 't', tostring(last))
+return 1
+`)
+
+// Refund gives back a token that Allow took, as the per-account limits do for a right
+// password; see server.RateRefunder. While Redis is down it refunds the local bucket.
+func (r *rateLimiter) Refund(ctx context.Context, key string) {
+	ctx, cancel := r.st.op(ctx)
+	defer cancel()
+	err := refundScript.Run(ctx, r.st.rdb, []string{r.st.key("rate:" + r.name + ":" + key)},
+		strconv.FormatFloat(r.rate, 'g', -1, 64), r.burst).Err()
+	if err != nil {
+		r.st.log.Warn("redisstore: shared rate limit unavailable; refunding this instance's", "limit", r.name, "error", err)
+		r.local.refund(key)
+	}
+}
+
 // wholeSeconds rounds d up to whole seconds, at least one, as Retry-After needs.
 func wholeSeconds(d time.Duration) time.Duration {
 	return time.Duration(max(1, math.Ceil(d.Seconds()))) * time.Second
 }
 
+// maxWait caps the waits the limiters report: a day, as the server caps Retry-After, and
+// far from overflowing a Duration however slow the rate.
+const maxWait = 24 * time.Hour
+
 // localBuckets are the in-process token buckets a rateLimiter falls back to. Idle buckets
-// are dropped at most once a minute by the calls that use them.
+// (full again) are dropped at most once a minute by the calls that use them.
 type localBuckets struct {
-	limit rate.Limit
-	burst int
+	rate  float64 // tokens a second
+	burst float64
 	idle  time.Duration
 
 	mu        sync.Mutex
@@ -124,43 +166,60 @@ type localBuckets struct {
 }
 
 type localBucket struct {
-	lim  *rate.Limiter
-	used time.Time
+	tokens float64
+	at     time.Time // when tokens was computed
 }
 
 func newLocalBuckets(perSecond float64, burst int) *localBuckets {
-	idle := 24 * time.Hour
+	idle := maxWait
 	if perSecond > 0 {
-		idle = time.Duration(float64(burst) / perSecond * float64(time.Second))
+		idle = time.Duration(math.Min(float64(burst)/perSecond, maxWait.Seconds()) * float64(time.Second))
 	}
-	return &localBuckets{limit: rate.Limit(perSecond), burst: burst, idle: idle, buckets: make(map[string]*localBucket)}
+	return &localBuckets{rate: perSecond, burst: float64(burst), idle: idle, buckets: make(map[string]*localBucket)}
 }
 
-func (l *localBuckets) allow(key string) (bool, time.Duration) {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// bucketLocked returns key's bucket refilled up to now, making a full one if there is
+// none. l.mu must be held.
+func (l *localBuckets) bucketLocked(key string, now time.Time) *localBucket {
 	if now.Sub(l.lastPrune) >= time.Minute {
 		l.lastPrune = now
 		for k, b := range l.buckets {
-			if now.Sub(b.used) >= l.idle {
+			if now.Sub(b.at) >= l.idle {
 				delete(l.buckets, k)
 			}
 		}
 	}
 	b := l.buckets[key]
 	if b == nil {
-		b = &localBucket{lim: rate.NewLimiter(l.limit, l.burst)}
+		b = &localBucket{tokens: l.burst, at: now}
 		l.buckets[key] = b
 	}
-	b.used = now
-	if b.lim.AllowN(now, 1) {
+	if el := now.Sub(b.at); el > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+el.Seconds()*l.rate)
+	}
+	b.at = now
+	return b
+}
+
+func (l *localBuckets) allow(key string) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucketLocked(key, time.Now())
+	if b.tokens >= 1 {
+		b.tokens--
 		return true, 0
 	}
-	if l.limit <= 0 {
+	if l.rate <= 0 {
 		return false, time.Minute
 	}
-	return false, wholeSeconds(time.Duration((1 - b.lim.TokensAt(now)) / float64(l.limit) * float64(time.Second)))
+	return false, wholeSeconds(time.Duration(math.Min((1-b.tokens)/l.rate, maxWait.Seconds()) * float64(time.Second)))
+}
+
+func (l *localBuckets) refund(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucketLocked(key, time.Now())
+	b.tokens = math.Min(l.burst, b.tokens+1)
 }
 
 // acquireScript takes a slot: it drops expired leases and adds one unless the cap is

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -116,19 +117,26 @@ func (st *Store) Revoked(ctx context.Context) ([]string, error) {
 // bounds every call, and one attempt per dial (DialerRetries 1) and, unless the URL sets
 // max_retries, one retry per command (MaxRetries 1), so that in an outage a handshake is
 // refused at once rather than after go-redis's default retries (about 1.7 s a call).
-// Its errors never quote the URL, which may hold a password.
+// Its errors never quote the URL, which may hold a password: not even the part that does
+// not parse, which net/url would quote (a "#" in an unescaped password ends the host).
 func ParseURL(rawURL string) (*redis.Options, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, errors.New("redisstore: Redis URL does not parse; in its user name and password, %-encode @ : / ? # [ ] % and spaces")
+	}
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
+		// go-redis quotes the path and query values; a password has no business there,
+		// but a user may have put it there by mistake.
+		msg := err.Error()
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
 		}
-		return nil, fmt.Errorf("redisstore: Redis URL: %v", err)
+		return nil, fmt.Errorf("redisstore: Redis URL: %s", msg)
 	}
 	opt.ContextTimeoutEnabled = true
 	opt.DialerRetries = 1
-	if u, err := url.Parse(rawURL); err == nil && !u.Query().Has("max_retries") {
+	if !u.Query().Has("max_retries") {
 		opt.MaxRetries = 1
 	}
 	return opt, nil

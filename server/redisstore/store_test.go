@@ -20,7 +20,11 @@ func TestParseURL(t *testing.T) {
 	require.Equal(t, "unix", opt.Network)
 	require.Equal(t, 5, opt.MaxRetries, "the URL's own setting wins")
 
-	for _, bad := range []string{"redis://:hunter2@host:port-is-not-a-number", "http://:hunter2@host/", "redis://:hunter2@[::1/"} {
+	for _, bad := range []string{
+		"redis://:hunter2@host:port-is-not-a-number", "http://:hunter2@host/", "redis://:hunter2@[::1/",
+		"redis://default:hunter2#x@host", // '#' unescaped: net/url quotes ":hunter2" as the port
+		"redis://host:hunter2", "redis://:hunter2%zz@host", "redis://:hunter2@host/hunter2", "redis://:hunter2@host/0?db=hunter2",
+	} {
 		_, err = ParseURL(bad)
 		require.Error(t, err, bad)
 		require.NotContains(t, err.Error(), "hunter2", "an error never quotes the password")
