@@ -126,7 +126,7 @@ func (f *floodingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer ws.CloseNow()
 	ctx := r.Context()
 	// The first connection's session ends soon, so that a refresh starts.
-	if n == 1 && ws.Write(ctx, websocket.MessageText, []byte(`{"type":"expiring","expires_in":3}`)) != nil {
+	if n == 1 && ws.Write(ctx, websocket.MessageText, []byte(`{"type":"expiring","expires_in":6}`)) != nil {
 		return
 	}
 	read := make(chan struct{})
@@ -176,7 +176,7 @@ func TestNoProtocolMessageIsDroppedWhileTheSupervisorIsBusy(t *testing.T) {
 				return nil, ctx.Err()
 			}
 		}
-		return &oauth2.Token{AccessToken: "tok-" + strings.Repeat("x", int(calls.Load())), Expiry: time.Now().Add(3 * time.Second)}, nil
+		return &oauth2.Token{AccessToken: "tok-" + strings.Repeat("x", int(calls.Load())), Expiry: time.Now().Add(6 * time.Second)}, nil
 	})
 	rec := newRecorder()
 	c, err := Dial(testCtx(t), serve(t, srv), &Options{Auth: &HeaderAuth{Tokens: src}, OnEvent: rec.on,

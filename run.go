@@ -121,16 +121,22 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 			s.pc.shutdown(code, reason)
 			return Ending{Phase: PhaseConnected, Local: true, Err: ErrClosed}
 		case <-s.pc.notes.wake:
-			for _, in := range s.pc.notes.take() {
-				if end, over := c.heard(s, in); over {
-					return end
-				}
+			if end, over := c.hear(s); over {
+				return end
 			}
 		case <-s.renew.C:
+			// What the server said first: it may have moved the expiry.
+			if end, over := c.hear(s); over {
+				return end
+			}
 			if end, over := c.renewNow(s); over {
 				return end
 			}
 		case <-s.answer.C:
+			// The answer may be waiting among the protocol messages.
+			if end, over := c.hear(s); over {
+				return end
+			}
 			if s.pending != nil {
 				return c.refreshFailed(s, errNoRefreshAnswer)
 			}
@@ -145,6 +151,16 @@ func (c *Client) plan(s *session) {
 		return
 	}
 	s.renew.Reset(time.Until(renewAt(s.pc.obtained, s.pc.expiry, c.o.RefreshLead, rand.Float64)))
+}
+
+// hear acts on every protocol message the live connection has queued.
+func (c *Client) hear(s *session) (end Ending, over bool) {
+	for _, in := range s.pc.notes.take() {
+		if end, over := c.heard(s, in); over {
+			return end, true
+		}
+	}
+	return Ending{}, false
 }
 
 // heard acts on one protocol message of the live connection; over means

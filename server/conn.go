@@ -62,8 +62,9 @@ const serverWriteTimeout = 5 * time.Second
 // safe for concurrent use; concurrent Reads each get a different message.
 //
 // Behind it, one goroutine reads the socket: it answers refresh messages itself and hands
-// every other message to Read. A second one keeps the session clock: it sends the expiry
-// notice, closes the connection at expiry, and pings a silent peer (Config.PingInterval).
+// every other message to Read. A timer keeps the session clock: it sends the expiry notice,
+// closes the connection at expiry, and pings a silent peer (Config.PingInterval), on a
+// goroutine of its own only while it works.
 type Conn struct {
 	s          *Server
 	ws         *websocket.Conn
@@ -116,10 +117,12 @@ type Conn struct {
 	// handshake touches it.
 	slot func()
 
-	wake       chan struct{} // deadline moved; capacity 1
+	// clock is the session clock's timer; clockMu serialises its scheduling.
+	clockMu    sync.Mutex
+	clock      *time.Timer
 	askedWake  chan struct{} // Read was called; capacity 1
 	closeReq   chan struct{} // closed by shutdown
-	superDone  chan struct{} // closed when the session clock goroutine has closed the socket
+	superDone  chan struct{} // closed once the socket has been closed
 	readerDone chan struct{} // closed when the reader goroutine has returned
 }
 
@@ -145,7 +148,6 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *Conn {
 		cancel:       cancel,
 		in:           make(chan message),
 		refreshLimit: refresh,
-		wake:         make(chan struct{}, 1),
 		askedWake:    make(chan struct{}, 1),
 		closeReq:     make(chan struct{}),
 		superDone:    make(chan struct{}),
@@ -268,6 +270,17 @@ func (c *Conn) shutdown(code websocket.StatusCode, reason string) bool {
 	c.closeCode, c.closeReason = code, reason
 	c.mu.Unlock()
 	close(c.closeReq)
+	c.clockMu.Lock()
+	if c.clock != nil {
+		c.clock.Stop()
+	}
+	c.clockMu.Unlock()
+	// The one close of the socket, on a goroutine of its own: it waits for the close
+	// handshake.
+	go func() {
+		defer close(c.superDone)
+		c.closeSocket()
+	}()
 	return true
 }
 
@@ -300,35 +313,19 @@ func (c *Conn) setDeadline(t time.Time, reason string) {
 	c.wakeClock()
 }
 
-// superviseLoop is the session clock: it closes the socket when asked to (shutdown) or at the
-// deadline, and sends the expiry notice. It is the only goroutine that closes the socket, so
-// a close never races with another close, and it returns only after the close handshake.
-func (c *Conn) superviseLoop() {
-	defer close(c.superDone)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		// A close request beats a timer that fired at the same moment.
-		select {
-		case <-c.closeReq:
-			c.closeSocket()
-			return
-		default:
-		}
-		if wait := c.nextWake(time.Now()); wait >= 0 {
-			timer.Reset(wait)
-		} else {
-			timer.Stop()
-		}
-		select {
-		case <-c.closeReq:
-			c.closeSocket()
-			return
-		case <-c.wake:
-		case <-timer.C:
-			c.tick(time.Now())
-		}
-	}
+// startClock starts the session clock: the close at the deadline, the expiry notice and the
+// keepalive. It is a timer, rescheduled whenever the schedule changes.
+func (c *Conn) startClock() {
+	c.clockMu.Lock()
+	c.clock = time.AfterFunc(time.Hour, c.onClock)
+	c.clockMu.Unlock()
+	c.wakeClock()
+}
+
+// onClock runs what is due, then schedules the next time.
+func (c *Conn) onClock() {
+	c.tick(time.Now())
+	c.wakeClock()
 }
 
 // closeSocket performs the close handshake with the code and reason of the first shutdown,
@@ -477,9 +474,21 @@ func (c *Conn) ping() {
 
 // wakeClock makes the session clock look at its schedule again.
 func (c *Conn) wakeClock() {
+	c.clockMu.Lock()
+	defer c.clockMu.Unlock()
+	if c.clock == nil {
+		return
+	}
 	select {
-	case c.wake <- struct{}{}:
+	case <-c.closeReq:
+		c.clock.Stop()
+		return
 	default:
+	}
+	if wait := c.nextWake(time.Now()); wait >= 0 {
+		c.clock.Reset(wait)
+	} else {
+		c.clock.Stop()
 	}
 }
 

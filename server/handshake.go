@@ -161,7 +161,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.unregister(c)
 	c.slot, slot = slot, nil
-	go c.superviseLoop()
+	c.startClock()
 
 	if !s.authenticateConn(c, cred, id, ev) {
 		<-c.superDone

@@ -33,6 +33,9 @@ func ctxT(t *testing.T) context.Context {
 type deployment struct {
 	rs     *redistest.Server
 	issuer *server.HMACIssuer
+	// timeout, when set, is the stores' Options.Timeout: a test of
+	// atomicity under a burst gives Redis longer than an outage test would.
+	timeout time.Duration
 }
 
 func newDeployment(t *testing.T) *deployment {
@@ -54,7 +57,7 @@ func (d *deployment) client(t *testing.T) *redis.Client {
 
 // store returns a Store on a client of its own.
 func (d *deployment) store(t *testing.T) *Store {
-	return New(d.client(t), nil)
+	return New(d.client(t), &Options{Timeout: d.timeout})
 }
 
 // token mints a one-hour token for subject.
