@@ -117,6 +117,12 @@ type Limits struct {
 	// ReceiveBuffer is how many received messages wait for Receive before
 	// the client stops reading from the socket. Default 64.
 	ReceiveBuffer int
+	// KeepUnconfirmed is how many plain sends the client keeps copies of
+	// until the server confirms them, so that EventUnconfirmed can list
+	// them when a connection ends first; at the limit, a send waits for a
+	// confirmation before it is written. Default 0: no copies, and
+	// EventUnconfirmed gives only the count.
+	KeepUnconfirmed int
 }
 
 // Liveness is how a dead connection is noticed: a ping after PingInterval
@@ -146,7 +152,7 @@ type config struct {
 
 	DialTimeout, AuthTimeout, VerdictWindow, WriteTimeout time.Duration
 	ReadLimit                                             int64
-	SendQueue, ReceiveBuffer                              int
+	SendQueue, ReceiveBuffer, KeepUnconfirmed             int
 	PingInterval, PongTimeout                             time.Duration
 
 	Backoff                            backoff.BackOff
@@ -320,15 +326,16 @@ func (o *Options) resolve() (config, error) {
 		Header: o.Header, Subprotocols: o.Subprotocols, AllowInsecure: o.AllowInsecure,
 		OnConnect: o.OnConnect, OnEvent: o.OnEvent, Logger: o.Logger,
 
-		DialTimeout:   v.duration("Timeouts.Dial", o.Timeouts.Dial, defaultDialTimeout),
-		AuthTimeout:   v.duration("Timeouts.Auth", o.Timeouts.Auth, defaultAuthTimeout),
-		VerdictWindow: v.switchable(o.Timeouts.Verdict, defaultVerdictWindow),
-		WriteTimeout:  v.duration("Timeouts.Write", o.Timeouts.Write, defaultWriteTimeout),
-		ReadLimit:     int64(v.count("Limits.ReadLimit", int(o.Limits.ReadLimit), defaultReadLimit)),
-		SendQueue:     v.count("Limits.SendQueue", o.Limits.SendQueue, defaultSendQueue),
-		ReceiveBuffer: v.count("Limits.ReceiveBuffer", o.Limits.ReceiveBuffer, defaultReceiveBuffer),
-		PingInterval:  v.switchable(o.Liveness.PingInterval, defaultPingInterval),
-		PongTimeout:   v.duration("Liveness.PongTimeout", o.Liveness.PongTimeout, defaultPongTimeout),
+		DialTimeout:     v.duration("Timeouts.Dial", o.Timeouts.Dial, defaultDialTimeout),
+		AuthTimeout:     v.duration("Timeouts.Auth", o.Timeouts.Auth, defaultAuthTimeout),
+		VerdictWindow:   v.switchable(o.Timeouts.Verdict, defaultVerdictWindow),
+		WriteTimeout:    v.duration("Timeouts.Write", o.Timeouts.Write, defaultWriteTimeout),
+		ReadLimit:       int64(v.count("Limits.ReadLimit", int(o.Limits.ReadLimit), defaultReadLimit)),
+		SendQueue:       v.count("Limits.SendQueue", o.Limits.SendQueue, defaultSendQueue),
+		ReceiveBuffer:   v.count("Limits.ReceiveBuffer", o.Limits.ReceiveBuffer, defaultReceiveBuffer),
+		KeepUnconfirmed: v.count("Limits.KeepUnconfirmed", o.Limits.KeepUnconfirmed, 0),
+		PingInterval:    v.switchable(o.Liveness.PingInterval, defaultPingInterval),
+		PongTimeout:     v.duration("Liveness.PongTimeout", o.Liveness.PongTimeout, defaultPongTimeout),
 
 		Backoff:           o.Reconnect.Backoff,
 		StableAfter:       v.duration("Reconnect.StableAfter", o.Reconnect.StableAfter, defaultStableAfter),
@@ -457,33 +464,64 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 // reconnecting they wait, and are written only after the new connection has
 // authenticated. data must not be modified until Send returns.
 func (c *Client) Send(ctx context.Context, typ MessageType, data []byte) error {
-	if err := ctx.Err(); err != nil {
+	_, _, err := c.send(ctx, typ, data, false)
+	return err
+}
+
+// SendConfirmed is Send that returns only once the server has read the
+// message: after writing it the client pings, and the pong comes back only
+// after the server's WebSocket layer has read everything written before
+// the ping (several SendConfirmed calls share one ping). It returns:
+//   - nil: the server read the message;
+//   - an error wrapping ErrUnconfirmed: the message was written, but the
+//     connection ended before the server confirmed it; it may or may not
+//     have been read. The client never resends it on its own;
+//   - ctx's error when ctx ends first: still queued, the message was never
+//     written; once written, it may or may not be read;
+//   - whatever Send returns otherwise.
+//
+// A confirmation costs a round trip; use it for the messages that matter,
+// and Send for the rest.
+func (c *Client) SendConfirmed(ctx context.Context, typ MessageType, data []byte) error {
+	pc, seq, err := c.send(ctx, typ, data, true)
+	if err != nil {
 		return err
 	}
+	return pc.confirm(ctx, seq)
+}
+
+// send writes through the queue; it returns the connection it wrote on and
+// the send's sequence number there.
+func (c *Client) send(ctx context.Context, typ MessageType, data []byte, confirmed bool) (*physConn, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
 	if pc := c.queue.fast(); pc != nil {
-		return pc.writeQueued(typ, data)
+		seq, err := pc.writeQueued(typ, data, confirmed)
+		return pc, seq, err
 	}
 	it, err := c.queue.enqueue()
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	defer c.queue.release(it)
 	for {
 		pc, err := c.queue.turn(it)
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		if pc != nil {
 			// Once writing, the frame is finished whatever ctx does
 			// (bounded by Timeouts.Write): a half-written frame would kill
 			// the connection.
-			return pc.writeQueued(typ, data)
+			seq, err := pc.writeQueued(typ, data, confirmed)
+			return pc, seq, err
 		}
 		select {
 		case <-it.wake:
 		case <-ctx.Done():
 			c.queue.cancel(it)
-			return ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 	}
 }

@@ -88,6 +88,9 @@ type physConn struct {
 	lastReads int64 // reads seen at the last ping or traffic; the timer's own
 	quietFor  time.Duration
 
+	// conf is the bookkeeping of written and confirmed sends (confirm.go).
+	conf confirmations
+
 	delivering atomic.Bool
 	reads      atomic.Int64
 	wg         sync.WaitGroup
@@ -177,7 +180,11 @@ func (pc *physConn) shutdown(code StatusCode, reason string) {
 	pc.stopWriter()
 	if code != 0 && !pc.isDead() {
 		pc.localClose.Store(true)
-		_ = pc.ws.Close(code, reason)
+		if pc.ws.Close(code, reason) == nil {
+			// The server answered the close frame, which it read after
+			// everything sent before.
+			pc.confirmAll()
+		}
 	}
 	pc.fail(errLocalClose)
 	pc.tickMu.Lock()
@@ -196,16 +203,26 @@ var (
 // returns. Writes carry no context (coder/websocket would arm a timer per
 // frame): the liveness timer bounds them, and fail closes the socket under
 // a stuck write.
-func (pc *physConn) writeQueued(typ MessageType, data []byte) error {
+func (pc *physConn) writeQueued(typ MessageType, data []byte, confirmed bool) (int64, error) {
 	defer pc.c.queue.done()
+	if !confirmed && pc.mustConfirm() {
+		// The copies kept for EventUnconfirmed are at their limit: the
+		// server confirms what it has before more is written.
+		pc.conf.mu.Lock()
+		seq := pc.conf.written
+		pc.conf.mu.Unlock()
+		if err := pc.confirm(pc.ctx, seq); err != nil {
+			return 0, err
+		}
+	}
 	pc.writing.Store(time.Now().UnixNano())
 	err := pc.ws.Write(context.Background(), typ, data)
 	pc.writing.Store(0)
 	if err != nil {
 		pc.fail(err)
-		return fmt.Errorf("%w: %w", ErrDeliveryUnknown, scrubError(pc.red, err))
+		return 0, fmt.Errorf("%w: %w", ErrDeliveryUnknown, scrubError(pc.red, err))
 	}
-	return nil
+	return pc.wrote(typ, data, !confirmed && pc.c.o.KeepUnconfirmed > 0), nil
 }
 
 // onTick is the liveness timer. It runs on a goroutine of its own only
@@ -233,6 +250,13 @@ func (pc *physConn) onTick() {
 		pc.fail(errWriteTimeout)
 		return
 	}
+	// Sends written since the last confirmation are confirmed now; the
+	// round's pong also proves the peer alive.
+	pc.conf.mu.Lock()
+	if pc.conf.written > pc.conf.confirmed && pc.conf.round == nil {
+		pc.startRoundLocked()
+	}
+	pc.conf.mu.Unlock()
 	if pc.c.o.PingInterval <= 0 {
 		return
 	}

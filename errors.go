@@ -26,6 +26,11 @@ var (
 	// own; see Options.OnConnect for at-least-once delivery.
 	ErrDeliveryUnknown = errors.New("wsauth: connection lost while writing; the message may or may not have arrived")
 
+	// ErrUnconfirmed is wrapped by the error SendConfirmed returns when its
+	// message was written but the connection ended before the server
+	// confirmed reading it: it may or may not have arrived.
+	ErrUnconfirmed = errors.New("wsauth: the connection ended before the server confirmed the message")
+
 	// ErrPingTimeout ends a connection whose peer did not answer a ping
 	// within Options.PongTimeout: a half-open connection.
 	ErrPingTimeout = errors.New("wsauth: no pong within the timeout")

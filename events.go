@@ -68,6 +68,11 @@ const (
 	EventReconnecting
 	// EventStopped: the client stopped for good (Err is the stop cause).
 	EventStopped
+	// EventUnconfirmed: a connection ended with Unconfirmed sends written
+	// on it after its last confirmation; they may or may not have arrived.
+	// With Limits.KeepUnconfirmed, Frames holds them, oldest first, for the
+	// application to resend what matters.
+	EventUnconfirmed
 )
 
 func (k EventKind) String() string {
@@ -88,6 +93,8 @@ func (k EventKind) String() string {
 		return "reconnecting"
 	case EventStopped:
 		return "stopped"
+	case EventUnconfirmed:
+		return "unconfirmed"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -123,6 +130,11 @@ type Event struct {
 	// Verdict is what decided that the connection was authenticated
 	// (EventConnected, EventRotated).
 	Verdict Verdict
+	// Unconfirmed is how many sends the connection's end left unconfirmed,
+	// and Frames the copies of those kept (EventUnconfirmed). Frames never
+	// appear in String or the log record.
+	Unconfirmed int
+	Frames      []Frame
 }
 
 // String renders the event as one line for humans: its kind and the same
@@ -183,6 +195,9 @@ func (e Event) attrs() []slog.Attr {
 	if e.Verdict != VerdictPending {
 		a = append(a, slog.String("verdict", e.Verdict.String()))
 	}
+	if e.Unconfirmed > 0 {
+		a = append(a, slog.Int("unconfirmed", e.Unconfirmed))
+	}
 	if e.Err != nil {
 		a = append(a, slog.String("error", e.Err.Error()))
 	}
@@ -193,7 +208,7 @@ func (e Event) level() slog.Level {
 	switch e.Kind {
 	case EventConnecting, EventAuthenticating:
 		return slog.LevelDebug
-	case EventReconnecting, EventRefreshFailed:
+	case EventReconnecting, EventRefreshFailed, EventUnconfirmed:
 		return slog.LevelWarn
 	case EventStopped:
 		if e.Err != nil && e.Err != ErrClosed {

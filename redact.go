@@ -18,7 +18,7 @@ type redactor = redact.Set
 
 // sentinels are the client's errors the reconnect policy and callers test
 // for; a scrubbed error still matches them.
-var sentinels = []error{ErrClosed, ErrQueueFull, ErrDeliveryUnknown, ErrPingTimeout, ErrCredentialRejected,
+var sentinels = []error{ErrClosed, ErrQueueFull, ErrDeliveryUnknown, ErrUnconfirmed, ErrPingTimeout, ErrCredentialRejected,
 	ErrNoCredential, ErrRedirect, ErrInsecureTransport, ErrProtocol, ErrCertificate}
 
 // scrubError is err with every secret red knows scrubbed from its text,

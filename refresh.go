@@ -215,7 +215,10 @@ func (c *Client) rotate(old *physConn, attempt int) *physConn {
 func (c *Client) retire(pc *physConn, reason string) {
 	pc.stopWriter()
 	dctx, cancel := context.WithTimeout(c.ctx, c.o.DrainTimeout)
-	_ = pc.ws.Ping(dctx)
+	if pc.ws.Ping(dctx) == nil {
+		pc.confirmAll()
+	}
 	cancel()
 	pc.shutdown(StatusNormalClosure, reason)
+	c.reportUnconfirmed(pc)
 }

@@ -115,10 +115,12 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 		select {
 		case <-s.pc.dead:
 			s.pc.shutdown(0, "")
+			c.reportUnconfirmed(s.pc)
 			return s.pc.ending(s.since)
 		case <-c.ctx.Done():
 			code, reason := c.closeParams()
 			s.pc.shutdown(code, reason)
+			c.reportUnconfirmed(s.pc)
 			return Ending{Phase: PhaseConnected, Local: true, Err: ErrClosed}
 		case <-s.pc.notes.wake:
 			if end, over := c.hear(s); over {
