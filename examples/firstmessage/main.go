@@ -1,7 +1,7 @@
 // Command firstmessage connects with the token in the first message: the
 // upgrade carries no credential, then the client sends
-// {"type":"auth","token":…} and waits for the server's auth_ok before any
-// message of its own goes out. The token stays out of URLs and headers; the
+// {"type":"auth","token":…} and waits for the server's verdict (the
+// reference server's auth_ok) before any message of its own goes out. The token stays out of URLs and headers; the
 // server closes the socket (1008) if the auth message does not come within
 // its deadline. It sends one message and prints the answer.
 //
