@@ -168,12 +168,16 @@ func FuzzAuthAnswer(f *testing.F) {
 	} {
 		f.Add(uint16(0), []byte(s))
 	}
-	f.Add(uint16(32768+229), []byte(`{"ok":false,"error":"ratelimited"}`))
-	f.Add(uint16(32768+201), []byte(`{"error":"`+fuzzAppToken+`"}`))
+	f.Add(uint16(1<<15+429), []byte(`{"ok":false,"error":"ratelimited"}`))
+	f.Add(uint16(1<<15+401), []byte(`{"error":"`+fuzzAppToken+`"}`))
 
 	f.Fuzz(func(t *testing.T, code uint16, answer []byte) {
+		// 1<<15 + s is status s; any other number from 1<<15 up maps into
+		// 200-599, and those below to 200.
 		st := http.StatusOK
-		if code >= 32768 {
+		if s := int(code) - 1<<15; s >= 200 && s <= 599 {
+			st = s
+		} else if s >= 0 {
 			st = 200 + int(code)%400
 		}
 		mu.Lock()
