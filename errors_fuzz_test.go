@@ -158,11 +158,22 @@ func FuzzCloseReason(f *testing.F) {
 			if l := testkit.Leaked(e.Reason, redact.Placeholder, forms...); l != "" && !gap {
 				t.Fatalf("reason %q holds %q", e.Reason, l)
 			}
-			// The error quotes the reason: quoting can spell a secret made
-			// of escapes that the reason itself does not hold.
-			if l := testkit.Leaked(e.Err.Error(), redact.Placeholder, forms...); l != "" &&
-				testkit.Leaked(e.Reason, "", l) == "" && !strings.Contains(strconv.Quote(e.Reason), l) {
-				t.Fatalf("error %q holds %q", e.Err, l)
+			// The error is the fixed words for the code and the reason,
+			// quoted: the reason read back from it holds no secret either.
+			// (When the words themselves held the "secret", the scrubber
+			// took it out of them, which is no leak.)
+			head := (&CloseError{Code: e.Code}).Error()
+			rest, ok := strings.CutPrefix(e.Err.Error(), head)
+			if !ok || rest == "" || gap {
+				continue
+			}
+			quoted, ok := strings.CutPrefix(rest, ": ")
+			shown, err := strconv.Unquote(quoted)
+			if !ok || err != nil {
+				continue // a replacement inside an escape: nothing to read back
+			}
+			if l := testkit.Leaked(shown, redact.Placeholder, forms...); l != "" {
+				t.Fatalf("error %q shows the reason %q, which holds %q", e.Err, shown, l)
 			}
 		}
 	})
