@@ -294,7 +294,7 @@ func (c *connectConfig) setOAuth2(f *connectFlags, getenv func(string) string) e
 }
 
 // setCookieLogin takes --login-url and the login body of --auth cookie:
-// --login-json or WSAUTH_LOGIN_JSON, whose string values are secrets, or a
+// --login-json or WSAUTH_LOGIN_JSON, whose strings are secrets, or a
 // fixed token (--token, WSAUTH_TOKEN), with which the reference server's
 // login also works. The session cookie the login sets is the credential:
 // no token source is left.
@@ -318,11 +318,7 @@ func (c *connectConfig) setCookieLogin(f *connectFlags, chosen tokenChoice, gete
 		if json.Unmarshal([]byte(body), &obj) != nil {
 			return usagef("--login-json must be a JSON object")
 		}
-		for _, v := range obj {
-			if s, ok := v.(string); ok {
-				c.scrub.Add(s)
-			}
-		}
+		c.scrub.Add(jsonStrings(obj)...)
 		c.loginBody = []byte(body)
 	case f.token != "" || (len(chosen.flags) == 0 && chosen.env != ""):
 		tok := cmp.Or(f.token, chosen.env)
@@ -335,6 +331,25 @@ func (c *connectConfig) setCookieLogin(f *connectFlags, chosen tokenChoice, gete
 	}
 	c.source = nil // the cookie jar is the credential
 	return nil
+}
+
+// jsonStrings returns every string of a decoded JSON value, at any depth:
+// a login body may nest its credentials ({"user":{"password":…}}).
+func jsonStrings(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case string:
+		out = append(out, v)
+	case map[string]any:
+		for _, e := range v {
+			out = append(out, jsonStrings(e)...)
+		}
+	case []any:
+		for _, e := range v {
+			out = append(out, jsonStrings(e)...)
+		}
+	}
+	return out
 }
 
 // setConnection takes what every handshake carries besides the

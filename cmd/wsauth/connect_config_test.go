@@ -236,6 +236,9 @@ func TestConnectCookieLoginGroup(t *testing.T) {
 	require.Equal(t, "https://api.example.com:8443/api/login", c.loginURL)
 	require.JSONEq(t, `{"username":"demo","password":"pw-pw-pw","remember":true}`, string(c.loginBody))
 	require.Equal(t, "REDACTED", c.scrub.String("pw-pw-pw"))
+	// Strings at any depth are secrets: a login body may nest them.
+	c = login(t, []string{"--login-json", `{"auth":{"user":"demo","password":"n3st3d-pw"},"otp":["123456"],"n":5}`})
+	require.Equal(t, "REDACTED REDACTED", c.scrub.String("n3st3d-pw 123456"))
 	c = login(t, nil, envLoginJSON+`={"password":"hunter22"}`, envToken+"=from-env")
 	require.JSONEq(t, `{"password":"hunter22"}`, string(c.loginBody), "a login body beats WSAUTH_TOKEN")
 	c = login(t, []string{"--token", "t0k3n-t0k3n", "--login-url", "http://127.0.0.1:1/in"})
