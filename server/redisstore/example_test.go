@@ -29,14 +29,16 @@ type instance struct {
 // startInstance starts a server whose tickets, sessions, revocations and rate limits are
 // in the Redis at redisURL.
 func startInstance(redisURL string, verifier server.Verifier) *instance {
-	opt, err := redisstore.ParseURL(redisURL)
+	// snippet: redis-instance
+	opt, err := redisstore.ParseURL(redisURL) // its errors never quote the URL
 	if err != nil {
 		log.Fatal(err)
 	}
 	rdb := redis.NewClient(opt)
-	cfg := server.Config{Verifier: verifier, Handler: server.Echo()}
-	redisstore.New(rdb, nil).Configure(&cfg)
+	cfg := server.Config{Verifier: verifier, Handler: server.Echo()} // the same key everywhere
+	redisstore.New(rdb, nil).Configure(&cfg)                         // tickets, sessions, cluster, limits
 	srv, err := server.New(cfg)
+	// end snippet
 	if err != nil {
 		log.Fatal(err)
 	}
