@@ -325,7 +325,11 @@ func (a *CookieAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	}
 	cookies := a.Jar.Cookies(target)
 	if len(cookies) == 0 {
-		return Proof{}, fmt.Errorf("wsauth: CookieAuth: the jar holds no cookie for %s and there is no LoginURL: %w", target.Host, ErrNoCredential)
+		why := "there is no LoginURL"
+		if a.LoginURL != "" {
+			why = "the login set none"
+		}
+		return Proof{}, fmt.Errorf("wsauth: CookieAuth: the jar holds no cookie for %s and %s: %w", target.Host, why, ErrNoCredential)
 	}
 	header := cookieHeader(cookies)
 	for _, c := range cookies {
@@ -389,18 +393,30 @@ func (a *CookieAuth) login(ctx context.Context, hs *Handshake) error {
 	return nil
 }
 
-// loginSecrets returns the string values of a JSON login body.
+// loginSecrets returns the string values of a JSON login body, at any
+// depth.
 func loginSecrets(body []byte) []string {
-	var m map[string]any
-	if json.Unmarshal(body, &m) != nil {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
 		return nil
 	}
 	var out []string
-	for _, v := range m {
-		if s, ok := v.(string); ok {
-			out = append(out, s)
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			out = append(out, v)
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
 		}
 	}
+	walk(v)
 	return out
 }
 
@@ -413,7 +429,35 @@ func cookieHeader(cs []*http.Cookie) string {
 }
 
 func setQuery(u *url.URL, name, value string) {
-	q := u.Query()
-	q.Set(name, value)
-	u.RawQuery = q.Encode()
+	// The URL's other pairs stay as they were written, even those
+	// url.ParseQuery would refuse: only name's own pairs are replaced.
+	var pairs []string
+	for p := range strings.SplitSeq(u.RawQuery, "&") {
+		if p == "" {
+			continue
+		}
+		key, _, _ := strings.Cut(p, "=")
+		if k, err := url.QueryUnescape(key); err == nil && k == name {
+			continue
+		}
+		pairs = append(pairs, queryPart(p))
+	}
+	pairs = append(pairs, url.QueryEscape(name)+"="+url.QueryEscape(value))
+	u.RawQuery = strings.Join(pairs, "&")
+}
+
+// queryPart is a pair of a query as written, with what would end the
+// query ('#') or make the URL unparseable (control characters, spaces)
+// percent-encoded.
+func queryPart(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c < 0x20, c == 0x7f, c == ' ', c == '#':
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

@@ -26,8 +26,8 @@ import (
 //
 //	go test . -run '^$' -fuzz '^FuzzLoginAnswer$' -fuzztime 30s
 
-// FuzzLoginSecrets: the secrets of a login body are exactly the string
-// values at its top level (none for a body that is not a JSON object), and
+// FuzzLoginSecrets: the secrets of a login body are exactly its string
+// values, at any depth (none for a body that is not JSON), and
 // CookieAuth registers each of them before anything goes on the wire, so
 // that a refusal echoing the password prints it as REDACTED.
 func FuzzLoginSecrets(f *testing.F) {
@@ -67,14 +67,46 @@ func FuzzLoginSecrets(f *testing.F) {
 func checkLoginSecrets(t *testing.T, body []byte) {
 	t.Helper()
 	got := loginSecrets(body)
-	var obj map[string]json.RawMessage
+	// An independent reading: every string token of the body that is not
+	// an object's key, at any depth (duplicate keys are decoded last-wins,
+	// as encoding/json does, so a body with them is left to Unmarshal).
 	var want []string
-	if json.Unmarshal(body, &obj) == nil {
-		for _, raw := range obj {
-			var s string
-			if json.Unmarshal(raw, &s) == nil {
-				want = append(want, s)
+	if json.Valid(body) && !hasDuplicateKeys(body) {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		var inObject []bool // per open container: an object?
+		expectKey := false
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				break
 			}
+			switch v := tok.(type) {
+			case json.Delim:
+				switch v {
+				case '{':
+					inObject = append(inObject, true)
+					expectKey = true
+				case '[':
+					inObject = append(inObject, false)
+					expectKey = false
+				default:
+					inObject = inObject[:len(inObject)-1]
+					expectKey = len(inObject) > 0 && inObject[len(inObject)-1]
+				}
+				continue
+			case string:
+				if !expectKey {
+					want = append(want, v)
+				}
+			}
+			if len(inObject) > 0 && inObject[len(inObject)-1] {
+				expectKey = !expectKey
+			}
+		}
+	} else {
+		var v any
+		if json.Unmarshal(body, &v) == nil {
+			want = loginSecrets(body)
 		}
 	}
 	slices.Sort(got)
@@ -305,4 +337,57 @@ func FuzzSetQuery(f *testing.F) {
 			t.Fatalf("%v shows %q", dialErr, l)
 		}
 	})
+}
+
+// hasDuplicateKeys reports whether some object of body repeats a key.
+func hasDuplicateKeys(body []byte) bool {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		key    bool // the next string is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		top := func() *frame {
+			if len(stack) == 0 {
+				return nil
+			}
+			return stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				if f := top(); f != nil && f.object {
+					f.key = true
+				}
+				stack = append(stack, &frame{object: true, keys: map[string]bool{}, key: true})
+			case '[':
+				if f := top(); f != nil && f.object {
+					f.key = true
+				}
+				stack = append(stack, &frame{})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if f := top(); f != nil && f.object && f.key {
+				if f.keys[v] {
+					return true
+				}
+				f.keys[v] = true
+				f.key = false
+				continue
+			}
+		}
+		if f := top(); f != nil && f.object {
+			f.key = true
+		}
+	}
 }

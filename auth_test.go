@@ -335,10 +335,16 @@ func TestServerEchoingBearerSubprotocolIsRefused(t *testing.T) {
 		Reconnect: ReconnectPolicy{Backoff: &FullJitter{Initial: time.Hour}},
 	})
 	require.NoError(t, err)
-	ev := rec.waitFor(t, 1, kind(EventReconnecting))
-	require.Contains(t, ev.Err.Error(), "credential-bearing subprotocol")
-	require.NotContains(t, ev.Err.Error(), token)
-	c.Close()
+	// The client stops: retrying would send the token to the same server
+	// again and again.
+	waitDone(t, c)
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, c.Err(), ErrEchoedCredential)
+	var gu *GaveUpError
+	require.ErrorAs(t, c.Err(), &gu)
+	require.Equal(t, "policy", gu.Why)
+	require.Zero(t, rec.count(EventReconnecting), "one handshake carried the token, not one per retry")
+	require.NotContains(t, c.Err().Error(), token)
 }
 
 func TestHandshakeRefusalCarriesStatusAndBody(t *testing.T) {

@@ -66,7 +66,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	ws.SetReadLimit(c.o.ReadLimit)
 	if sp := ws.Subprotocol(); red.String(sp) != sp {
 		ws.CloseNow()
-		return nil, c.failed(ctx, PhaseHandshake, red, errors.New("wsauth: the server selected the credential-bearing subprotocol; refusing a server that echoes credentials"))
+		return nil, c.failed(ctx, PhaseHandshake, red, ErrEchoedCredential)
 	}
 
 	if !rotating {
@@ -131,7 +131,7 @@ const (
 // how, and pc is shut down.
 func (c *Client) awaitVerdict(ctx, actx context.Context, pc *physConn, announced bool) (settlement, Ending) {
 	var window <-chan time.Time
-	if w := c.o.VerdictWindow; w > 0 && !announced {
+	if w := c.o.VerdictWindow; w > 0 && !announced && w < c.o.AuthTimeout {
 		t := time.NewTimer(w)
 		defer t.Stop()
 		window = t.C
@@ -140,6 +140,11 @@ func (c *Client) awaitVerdict(ctx, actx context.Context, pc *physConn, announced
 	case s := <-pc.settled:
 		return s, Ending{}
 	case <-window:
+		if actx.Err() != nil {
+			// The auth deadline came too: the exchange had no verdict.
+			pc.shutdown(0, "")
+			return settlement{}, c.failed(ctx, PhaseAuth, pc.red, fmt.Errorf("wsauth: no verdict within the auth timeout (%s): %w", c.o.AuthTimeout, actx.Err()))
+		}
 		if pc.awaiting.CompareAndSwap(true, false) {
 			return settlement{verdict: VerdictWindow}, Ending{}
 		}
@@ -192,11 +197,15 @@ func (c *Client) describe(phase Phase, red *redactor, err error) Ending {
 	}
 	e := Ending{Phase: phase, Err: scrubError(red, err)}
 	var ce *CloseError
-	if code := closeStatus(err); code != -1 {
-		e.Code, e.Reason = code, red.String(closeReason(err))
+	switch {
+	case closeStatus(err) != -1:
+		e.Code, e.Reason = closeStatus(err), red.String(closeReason(err))
 		e.Err = &CloseError{Code: e.Code, Reason: e.Reason}
-	} else if errors.As(e.Err, &ce) {
-		e.Code, e.Reason = ce.Code, ce.Reason
+	case errors.As(err, &ce):
+		// The reason itself, not only the error's quoted text, is scrubbed:
+		// quoting changes how a secret with quotes or backslashes looks.
+		e.Code, e.Reason = ce.Code, red.String(ce.Reason)
+		e.Err = &CloseError{Code: e.Code, Reason: e.Reason}
 	}
 	var he *HTTPError
 	if errors.As(e.Err, &he) {

@@ -47,10 +47,18 @@ var (
 	ErrNoCredential = errors.New("wsauth: the provider has no credential to offer")
 
 	// ErrRedirect is wrapped by the error of a REST call (ticket endpoint,
-	// login, URL endpoint) that the server redirected to another origin:
-	// the client never follows such a redirect, so no credential reaches
-	// it. It stops the client: the endpoint's URL needs fixing.
-	ErrRedirect = errors.New("wsauth: refusing a redirect to another origin")
+	// login, URL endpoint) that the server redirected to another origin,
+	// or redirected too often: the client never follows such a redirect,
+	// so no credential reaches it. It stops the client: the endpoint's URL
+	// needs fixing.
+	ErrRedirect = errors.New("wsauth: redirect refused")
+
+	// ErrEchoedCredential is wrapped by the error of a handshake whose
+	// server selected the subprotocol that carries the bearer token
+	// (SubprotocolAuth): it would be sending the credential back to
+	// wherever responses are logged. It stops the client: the server's
+	// configuration needs fixing.
+	ErrEchoedCredential = errors.New("wsauth: the server echoed the credential-bearing subprotocol")
 
 	// ErrProtocol is wrapped by the cause of a connection the client
 	// ended because the server broke the WebSocket protocol in a way the

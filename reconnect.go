@@ -51,6 +51,7 @@ type ReconnectPolicy struct {
 //	Close, cancelled context                              stop
 //	a credential over an insecure transport               stop
 //	a handshake redirect, a REST redirect to another origin   stop
+//	a server echoing the bearer subprotocol               stop
 //	a close code the dialect gives a meaning (CloseMeaning)   that meaning
 //	close 1008                                            reauth
 //	close 1000 before the verdict                         reauth
@@ -68,7 +69,7 @@ func DefaultClassify(e Ending) Action {
 	switch {
 	case e.Local:
 		return ActionStop
-	case errors.Is(e.Err, ErrInsecureTransport), errors.Is(e.Err, ErrRedirect):
+	case errors.Is(e.Err, ErrInsecureTransport), errors.Is(e.Err, ErrRedirect), errors.Is(e.Err, ErrEchoedCredential):
 		return ActionStop
 	case e.Phase == PhaseHandshake && isRedirect(e.HTTPStatus):
 		return ActionStop

@@ -19,7 +19,7 @@ type redactor = redact.Set
 // sentinels are the client's errors the reconnect policy and callers test
 // for; a scrubbed error still matches them.
 var sentinels = []error{ErrClosed, ErrQueueFull, ErrDeliveryUnknown, ErrUnconfirmed, ErrPingTimeout, ErrCredentialRejected,
-	ErrNoCredential, ErrRedirect, ErrInsecureTransport, ErrProtocol, ErrCertificate}
+	ErrNoCredential, ErrRedirect, ErrEchoedCredential, ErrInsecureTransport, ErrProtocol, ErrCertificate}
 
 // scrubError is err with every secret red knows scrubbed from its text,
 // in a form that still satisfies errors.Is for the client's sentinels and

@@ -80,7 +80,7 @@ func RedirectPolicy(req *http.Request, via []*http.Request) error {
 		return nil
 	}
 	if len(via) > maxRedirects {
-		return fmt.Errorf("%w: more than %d redirects", ErrRedirect, maxRedirects)
+		return fmt.Errorf("%w: more than %d redirects within %s://%s", ErrRedirect, maxRedirects, via[0].URL.Scheme, via[0].URL.Host)
 	}
 	first := via[0].URL
 	if !sameOrigin(first, req.URL) {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -96,41 +95,20 @@ func commandSource(command string, timeout time.Duration, stderr io.Writer, scru
 }
 
 // oauth2Source fetches tokens with the OAuth 2.0 client-credentials grant
-// through hc (which carries --cacert). The TokenCache keeps each token until
-// shortly before it expires. A 401 or 403 from the token endpoint becomes a
-// wsauth.HTTPError, which the client treats as a rejected credential.
+// through hc (which carries --cacert). The client's TokenCache keeps each
+// token until shortly before it expires, and turns the endpoint's refusal
+// into a wsauth.HTTPError, which the client treats as a rejected credential
+// for a 401 or 403.
 func oauth2Source(cfg *clientcredentials.Config, hc *http.Client, scrub *scrubber) *tokenSource {
 	scrub.Add(cfg.ClientSecret)
 	return &tokenSource{name: "--oauth2-token-url", fetch: func(ctx context.Context) (*oauth2.Token, error) {
 		tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, hc))
 		if err != nil {
-			return nil, tokenEndpointError(err)
+			return nil, err
 		}
 		scrub.Add(tok.AccessToken)
 		return tok, nil
 	}}
-}
-
-// tokenEndpointError turns oauth2's RetrieveError into a wsauth.HTTPError
-// (Op "token"), so that the reconnect policy tells a refused client
-// ("reauth", counting toward --max-auth-failures) from an endpoint that is
-// down ("retry"). The body is not kept: the RFC 6749 error code says enough.
-func tokenEndpointError(err error) error {
-	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) || re.Response == nil {
-		return err
-	}
-	body := re.ErrorCode
-	if re.ErrorDescription != "" {
-		body += ": " + re.ErrorDescription
-	}
-	he := &wsauth.HTTPError{Op: "token", StatusCode: re.Response.StatusCode, Body: body}
-	if ra := re.Response.Header.Get("Retry-After"); ra != "" {
-		if secs, err := time.ParseDuration(strings.TrimSpace(ra) + "s"); err == nil && secs > 0 {
-			he.RetryAfter = secs
-		}
-	}
-	return he
 }
 
 // tokenFrom makes a token out of what a file or command produced.

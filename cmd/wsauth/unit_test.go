@@ -315,7 +315,8 @@ func TestSources(t *testing.T) {
 		hc := ts.Client()
 		defer hc.CloseIdleConnections()
 		cfg := &clientcredentials.Config{ClientID: "bot", ClientSecret: "wr0ng-s3cret", TokenURL: ts.URL}
-		_, err := oauth2Source(cfg, hc, &scrubber{}).fetch(ctx)
+		src := oauth2Source(cfg, hc, &scrubber{})
+		_, err := wsauth.NewTokenCache(wsauth.TokenFunc(src.fetch), 0).TokenContext(ctx)
 		var he *wsauth.HTTPError
 		require.True(t, errors.As(err, &he), "%v", err)
 		require.Equal(t, "token", he.Op)

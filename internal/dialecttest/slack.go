@@ -155,19 +155,21 @@ func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.drop(p)
-	s.authenticated(p, ticket)
-	s.smu.Lock()
-	s.last = p
-	s.smu.Unlock()
 	hello, _ := json.Marshal(map[string]any{
 		"type":            "hello",
 		"num_connections": s.Live(),
 		"debug_info":      map[string]any{"host": "applink-dialecttest", "build_number": 1, "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": "A0DIALECT"},
 	})
+	// hello goes first: a test that sees the connection counted may send
+	// an envelope on it at once, which must not overtake hello.
 	if p.write(s.ctx, hello) != nil {
 		return
 	}
+	s.authenticated(p, ticket)
+	s.smu.Lock()
+	s.last = p
+	s.smu.Unlock()
 	for {
 		_, data, err := p.ws.Read(s.ctx)
 		if err != nil {

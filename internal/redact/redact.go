@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -35,7 +36,8 @@ type Set struct {
 
 // Add registers secrets, each in the forms it travels or is echoed in:
 // as it is, query- and path-escaped, JSON-escaped (with and without HTML
-// escaping), and base64 (standard and URL alphabets, padded or not).
+// escaping), Go-quoted, and base64 (standard and URL alphabets, padded or
+// not).
 func (s *Set) Add(secrets ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -56,6 +58,9 @@ func (s *Set) Add(secrets ...string) {
 // Forms returns v in every encoding Add registers.
 func Forms(v string) []string {
 	forms := []string{v, url.QueryEscape(v), url.PathEscape(v)}
+	if q := strconv.Quote(v); len(q) > 2 {
+		forms = append(forms, q[1:len(q)-1]) // as %q and Go's errors print it
+	}
 	if j, err := json.Marshal(v); err == nil {
 		forms = append(forms, string(j[1:len(j)-1]))
 	}
@@ -140,6 +145,7 @@ func (s *Set) String(v string) string {
 // Cut scrubs v and then cuts it to at most n bytes, on a rune boundary:
 // scrubbing first, so that a secret cut in half is never left behind.
 func (s *Set) Cut(v string, n int) string {
+	n = max(n, 0)
 	v = strings.ToValidUTF8(s.String(v), "?")
 	if len(v) <= n {
 		return v
