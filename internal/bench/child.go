@@ -193,8 +193,11 @@ func (c *control) await(cmd string) bool {
 }
 
 // issuerFromEnv returns the run's token issuer.
-func issuerFromEnv() (*server.HMACIssuer, error) {
-	key, err := hex.DecodeString(os.Getenv(keyEnv))
+func issuerFromEnv() (*server.HMACIssuer, error) { return issuerFromKey(os.Getenv(keyEnv)) }
+
+// issuerFromKey returns the issuer of a hex-encoded key.
+func issuerFromKey(hexKey string) (*server.HMACIssuer, error) {
+	key, err := hex.DecodeString(hexKey)
 	if err != nil || len(key) == 0 {
 		return nil, errors.New(keyEnv + " is not set to a hex key")
 	}

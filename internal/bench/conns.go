@@ -81,6 +81,7 @@ func (e *intoEndpoint) recv(ctx context.Context) error {
 // tokens mints bearer tokens with the run's key.
 type tokens struct{ issuer *server.HMACIssuer }
 
+// newTokens returns the run's minter, from the key in the environment.
 func newTokens() (tokens, error) {
 	iss, err := issuerFromEnv()
 	return tokens{iss}, err
