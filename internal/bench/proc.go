@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +30,22 @@ func newLauncher(key string) (*launcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &launcher{exe: exe, env: append(os.Environ(), keyEnv+"="+key), kids: map[*child]struct{}{}}, nil
+	return &launcher{exe: exe, env: childEnv(os.Environ(), key), kids: map[*child]struct{}{}}, nil
+}
+
+// childEnv is env with the run's key, and, for a binary built with -race,
+// without the race runtime's second of sleep at every exit.
+func childEnv(env []string, key string) []string {
+	env = slices.Clone(env)
+	race := "atexit_sleep_ms=0"
+	i := slices.IndexFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "GORACE=") })
+	switch {
+	case i < 0:
+		env = append(env, "GORACE="+race)
+	case !strings.Contains(env[i], "atexit_sleep_ms"):
+		env[i] += " " + race
+	}
+	return append(env, keyEnv+"="+key)
 }
 
 // child is a running child process.
