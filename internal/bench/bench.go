@@ -71,20 +71,26 @@ func newBench(cfg *config, l *launcher, log io.Writer) *bench {
 	add("pipe", "cpu.pipen", fmt.Sprintf("client CPU per message, pipelined %d conns", cfg.pipeConns), unitDur)
 	add("dial", "dial.rate", "dial + close vs the raw server: conns/s", unitRate)
 	add("dial", "dial.allocs", "dial + close vs the raw server: allocations per dial", unitCount)
+	add("dial", "dial.cpu", "dial + close vs the raw server: client CPU per dial", unitDur)
 	add("dial", "dialref.rate", "dial + close vs the reference server: conns/s", unitRate)
 	add("dial", "dialref.allocs", "dial + close vs the reference server: allocations per dial", unitCount)
+	add("dial", "dialref.cpu", "dial + close vs the reference server: client CPU per dial", unitDur)
 	add("idle", "idle.rss", fmt.Sprintf("idle conn with a reader (%d in one process): RSS per conn", cfg.idleConns), unitBytes)
 	add("idle", "idle.heap", "idle conn with a reader: heap per conn", unitBytes)
 	add("idle", "idle.goroutines", "idle conn with a reader: goroutines per conn", unitCount)
+	add("idle", "client.rss", "idle wsauth Client alone (no Receive goroutine): RSS per conn", unitBytes)
+	add("idle", "client.goroutines", "idle wsauth Client alone: goroutines per conn", unitCount)
 	add("server", "server.rss", "", unitBytes)
 	add("server", "server.goroutines", "", unitCount)
 	add("server", "server.hs", "", unitRate)
+	add("server", "server.cpu", "", unitDur)
 	add("reconnect", "reconnect.p50", "server 1008 → next authenticated connection p50", unitDur)
 	add("reconnect", "reconnect.p99", "server 1008 → next authenticated connection p99", unitDur)
 	if cfg.big && cfg.runs("server") {
 		add("server", "big.rss", "", unitBytes)
 		add("server", "big.goroutines", "", unitCount)
 		add("server", "big.hs", "", unitRate)
+		add("server", "big.cpu", "", unitDur)
 	}
 	if !hasReceiveInto() {
 		for _, k := range []string{"alloc.into", "bytes.into", "rtt.into"} {
@@ -167,6 +173,7 @@ func (b *bench) measure(ctx context.Context) error {
 	b.label("server.rss", fmt.Sprintf("server, %s idle authenticated conns: RSS per conn", count(n)))
 	b.label("server.goroutines", fmt.Sprintf("server, %s idle authenticated conns: goroutines per conn", count(n)))
 	b.label("server.hs", fmt.Sprintf("server, opening %s conns: handshakes/s", count(n)))
+	b.label("server.cpu", fmt.Sprintf("server, opening %s conns: server CPU per handshake", count(n)))
 	for r := range c.rounds {
 		steps := []struct {
 			group string
@@ -191,6 +198,7 @@ func (b *bench) measure(ctx context.Context) error {
 		b.label("big.rss", fmt.Sprintf("server, %s idle authenticated conns (--big, once): RSS per conn", count(n)))
 		b.label("big.goroutines", fmt.Sprintf("server, %s idle authenticated conns (--big, once): goroutines per conn", count(n)))
 		b.label("big.hs", fmt.Sprintf("server, opening %s conns (--big, once): handshakes/s", count(n)))
+		b.label("big.cpu", fmt.Sprintf("server, opening %s conns (--big, once): server CPU per handshake", count(n)))
 		b.logf("--big: %d connections", n)
 		if err := b.serverFigure(ctx, 0, "big", n); err != nil {
 			return fmt.Errorf("--big: %w", err)
@@ -353,9 +361,9 @@ func (b *bench) pipelined(ctx context.Context, r int) error {
 
 func (b *bench) dial(ctx context.Context, r int) error {
 	for _, target := range []struct {
-		srv        *serverProc
-		rate, allo string
-	}{{b.rawSrv, "dial.rate", "dial.allocs"}, {b.refSrv, "dialref.rate", "dialref.allocs"}} {
+		srv             *serverProc
+		rate, allo, cpu string
+	}{{b.rawSrv, "dial.rate", "dial.allocs", "dial.cpu"}, {b.refSrv, "dialref.rate", "dialref.allocs", "dialref.cpu"}} {
 		for _, impl := range order(r) {
 			res, err := b.client(ctx, spec{Role: roleDial, Impl: impl, URL: target.srv.url(),
 				Duration: b.cfg.duration, Warmup: b.cfg.warmup})
@@ -364,21 +372,38 @@ func (b *bench) dial(ctx context.Context, r int) error {
 			}
 			b.set(target.rate, r, impl, perSecond(res.Msgs, res.Elapsed))
 			b.set(target.allo, r, impl, per(float64(res.Mallocs), res.Msgs))
+			b.set(target.cpu, r, impl, per(float64(res.CPU), res.Msgs))
 		}
 	}
 	return nil
 }
 
+// idle measures idle connections in one client process: raw with a
+// goroutine in Read; wsauth with a goroutine in Receive, and alone.
 func (b *bench) idle(ctx context.Context, r int) error {
 	n := b.capConns(b.cfg.idleConns)
 	for _, impl := range order(r) {
-		res, err := b.client(ctx, spec{Role: roleIdle, Impl: impl, URL: b.rawSrv.url(), Conns: n})
-		if err != nil {
-			return err
+		readers := []bool{false}
+		if impl == implWS {
+			readers = []bool{true, false}
 		}
-		b.set("idle.rss", r, impl, per(float64(res.RSS), int64(res.Conns)))
-		b.set("idle.heap", r, impl, per(float64(res.Heap), int64(res.Conns)))
-		b.set("idle.goroutines", r, impl, per(float64(res.Goroutine), int64(res.Conns)))
+		for _, reader := range readers {
+			res, err := b.client(ctx, spec{Role: roleIdle, Impl: impl, URL: b.rawSrv.url(), Conns: n, Reader: reader})
+			if err != nil {
+				return err
+			}
+			rss := per(float64(res.RSS), int64(res.Conns))
+			goroutines := per(float64(res.Goroutine), int64(res.Conns))
+			if impl == implRaw || reader {
+				b.set("idle.rss", r, impl, rss)
+				b.set("idle.heap", r, impl, per(float64(res.Heap), int64(res.Conns)))
+				b.set("idle.goroutines", r, impl, goroutines)
+			}
+			if impl == implRaw || !reader {
+				b.set("client.rss", r, impl, rss)
+				b.set("client.goroutines", r, impl, goroutines)
+			}
+		}
 	}
 	return nil
 }
@@ -400,12 +425,13 @@ func (b *bench) serverFigure(ctx context.Context, r int, prefix string, n int) e
 		b.set(prefix+".rss", r, impl, m.rssPerConn)
 		b.set(prefix+".goroutines", r, impl, m.goroutinesPerConn)
 		b.set(prefix+".hs", r, impl, m.handshakes)
+		b.set(prefix+".cpu", r, impl, m.cpuPerHandshake)
 	}
 	return nil
 }
 
 type fleetMeasure struct {
-	rssPerConn, goroutinesPerConn, handshakes float64
+	rssPerConn, goroutinesPerConn, handshakes, cpuPerHandshake float64
 }
 
 func (b *bench) holdFleet(ctx context.Context, role string, n int) (fleetMeasure, error) {
@@ -470,6 +496,7 @@ func (b *bench) holdFleet(ctx context.Context, role string, n int) (fleetMeasure
 	m.rssPerConn = per(float64(after.RSS-before.RSS), int64(held))
 	m.goroutinesPerConn = per(float64(after.Goroutines-before.Goroutines), int64(held))
 	m.handshakes = perSecond(int64(held), elapsed)
+	m.cpuPerHandshake = per(float64(after.CPU-before.CPU), int64(held))
 	return m, nil
 }
 

@@ -45,8 +45,9 @@ func TestQuickRun(t *testing.T) {
 	want := []string{
 		"rtt.rate", "rtt.p50", "rtt.p99", "pipe.1", "pipe.n", "alloc.recv", "bytes.recv", "alloc.into", "bytes.into",
 		"rtt.into", "cpu.rtt", "cpu.pipe1", "cpu.pipen", "dial.rate", "dial.allocs", "dialref.rate", "dialref.allocs",
-		"idle.rss", "idle.heap", "idle.goroutines", "server.rss", "server.goroutines", "server.hs",
-		"reconnect.p50", "reconnect.p99", "big.rss", "big.goroutines", "big.hs",
+		"dial.cpu", "dialref.cpu", "idle.rss", "idle.heap", "idle.goroutines", "client.rss", "client.goroutines",
+		"server.rss", "server.goroutines", "server.hs", "server.cpu",
+		"reconnect.p50", "reconnect.p99", "big.rss", "big.goroutines", "big.hs", "big.cpu",
 	}
 	got := map[string]figure{}
 	for _, f := range rep.Figures {

@@ -62,6 +62,9 @@ type spec struct {
 	// AuthOK says the server sends a first message (auth_ok) that a fleet
 	// connection reads before it counts as connected.
 	AuthOK bool `json:"auth_ok,omitempty"`
+	// Reader gives each idle wsauth client a goroutine blocked in Receive,
+	// as an application that reads has.
+	Reader bool `json:"reader,omitempty"`
 }
 
 // line is one JSON line a child writes on stdout.

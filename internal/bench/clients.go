@@ -269,8 +269,9 @@ func dialRole(ctx context.Context, s spec, out *emitter) error {
 // idleRole opens s.Conns idle connections, one after another, and reports
 // the growth of RSS, heap and goroutines they cost the process: raw, a
 // coder connection with one goroutine blocked in Read (coder answers pings
-// and closes only during a read); wsauth, a Client and nothing else (it
-// reads on its own).
+// and closes only during a read); wsauth, a Client, which reads on its
+// own, and with s.Reader a goroutine blocked in Receive, the application's
+// counterpart of raw's reader.
 func idleRole(ctx context.Context, s spec, out *emitter) error {
 	if _, _, err := raiseFileLimit(uint64(s.Conns) + 1024); err != nil {
 		return err
@@ -317,6 +318,15 @@ func idleRole(ctx context.Context, s spec, out *emitter) error {
 				return err
 			}
 			closers = append(closers, func() { _ = c.Close() })
+			if s.Reader {
+				readers.Go(func() {
+					for {
+						if _, _, err := c.Receive(context.Background()); err != nil {
+							return
+						}
+					}
+				})
+			}
 		default:
 			return fmt.Errorf("idle: unknown implementation %q", s.Impl)
 		}

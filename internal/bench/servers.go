@@ -35,6 +35,9 @@ type serverStats struct {
 	Goroutines int   `json:"goroutines"`
 	Live       int64 `json:"live"`       // WebSockets open and authenticated
 	Handshakes int64 `json:"handshakes"` // authenticated handshakes so far
+	// CPU is the user plus system time the process has used, in
+	// nanoseconds.
+	CPU time.Duration `json:"cpu_ns"`
 }
 
 // closeAllAnswer is the answer of /bench/close-all: when CloseAll was
@@ -98,9 +101,12 @@ func serveRole(ctx context.Context, s spec, ctl *control, out *emitter) error {
 		shutdown = raw.closeAll
 	}
 	mux.HandleFunc("GET /bench/stats", func(w http.ResponseWriter, r *http.Request) {
+		// CPU first: the collection restingFootprint forces is the
+		// bench's, not the server's.
+		cpu := cpuTime()
 		live, handshakes := stats()
 		fp := restingFootprint()
-		writeJSON(w, serverStats{RSS: fp.rss, Heap: fp.heap, Goroutines: fp.goroutines, Live: live, Handshakes: handshakes})
+		writeJSON(w, serverStats{RSS: fp.rss, Heap: fp.heap, Goroutines: fp.goroutines, Live: live, Handshakes: handshakes, CPU: cpu})
 	})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
