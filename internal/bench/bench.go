@@ -23,6 +23,8 @@ type bench struct {
 	// none can raise without privilege: it caps the connections of one
 	// process.
 	fdHard uint64
+	// loadBefore is the load average when the run started.
+	loadBefore string
 
 	rawSrv, refSrv *serverProc
 }
@@ -154,6 +156,7 @@ func order(round int) []string {
 
 // measure runs every round, then the --big figure.
 func (b *bench) measure(ctx context.Context) error {
+	b.loadBefore = loadAverage()
 	_, b.fdHard, _ = raiseFileLimit(uint64(max(b.cfg.conns, b.cfg.bigConns)) + 4096)
 	c := b.cfg
 	var err error

@@ -30,6 +30,11 @@ type machine struct {
 	Kernel   string `json:"kernel,omitempty"`
 	NoFile   uint64 `json:"rlimit_nofile"`
 	NoFileHi uint64 `json:"rlimit_nofile_hard"`
+	// LoadBefore and LoadAfter are /proc/loadavg's one-minute load at the
+	// start and the end of the run: other work on the machine is the
+	// first suspect of a noisy figure.
+	LoadBefore string `json:"load_before,omitempty"`
+	LoadAfter  string `json:"load_after,omitempty"`
 }
 
 type setup struct {
@@ -100,7 +105,8 @@ func (b *bench) report() report {
 	soft, hard := fileLimit()
 	rep := report{
 		Machine: machine{Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(),
-			CPUModel: cpuModel(), Kernel: kernel(), NoFile: soft, NoFileHi: hard},
+			CPUModel: cpuModel(), Kernel: kernel(), NoFile: soft, NoFileHi: hard,
+			LoadBefore: b.loadBefore, LoadAfter: loadAverage()},
 		Command: strings.TrimSpace("go run ./internal/bench " + strings.Join(b.cfg.args, " ")),
 		Setup: setup{Rounds: b.cfg.rounds, DurationSec: b.cfg.duration.Seconds(), WarmupSec: b.cfg.warmup.Seconds(),
 			Size: b.cfg.size, PipeConns: b.cfg.pipeConns, IdleConns: b.cfg.idleConns, Conns: b.cfg.conns,
@@ -143,7 +149,11 @@ func writeReportTable(w io.Writer, rep report) error {
 	if m.CPUModel != "" {
 		fmt.Fprintf(bw, " (%s)", m.CPUModel)
 	}
-	fmt.Fprintf(bw, ", RLIMIT_NOFILE %d (hard %d)\n", m.NoFile, m.NoFileHi)
+	fmt.Fprintf(bw, ", RLIMIT_NOFILE %d (hard %d)", m.NoFile, m.NoFileHi)
+	if m.LoadBefore != "" {
+		fmt.Fprintf(bw, ", load average %s before, %s after", m.LoadBefore, m.LoadAfter)
+	}
+	fmt.Fprintln(bw)
 	fmt.Fprintf(bw, "command: %s\n", rep.Command)
 	s := rep.Setup
 	fmt.Fprintf(bw, "%d rounds of %gs windows after %gs warm-up, %d B messages; values are medians over rounds, "+
@@ -228,6 +238,15 @@ func cpuModel() string {
 		if k, v, ok := bytes.Cut(l, []byte(":")); ok && string(bytes.TrimSpace(k)) == "model name" {
 			return string(bytes.TrimSpace(v))
 		}
+	}
+	return ""
+}
+
+// loadAverage is the one-minute load average, "" if unknown.
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
 	}
 	return ""
 }
