@@ -64,6 +64,7 @@ type config struct {
 	bigConns  int // figure 8
 	parallel  int // handshakes in flight per fleet process
 	json      bool
+	jsonFile  string
 	quick     bool
 	only      map[string]bool
 }
@@ -86,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.bigConns, "big-conns", 100000, "connections of the --big figure")
 	fs.IntVar(&c.parallel, "parallel", 32, "handshakes in flight per fleet process")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of the table")
+	fs.StringVar(&c.jsonFile, "json-file", "", "also write the JSON to this file")
 	fs.BoolVar(&c.quick, "quick", false, "a run of seconds: 2 short rounds, few connections (explicit flags win)")
 	only := fs.String("only", "", "comma-separated figure groups to run: "+strings.Join(groups, ","))
 	fs.Usage = func() {
@@ -160,6 +162,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rep := b.report()
+	if cfg.jsonFile != "" {
+		f, err := os.Create(cfg.jsonFile)
+		if err != nil {
+			return err
+		}
+		err = writeReportJSON(f, rep)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if cfg.json {
 		return writeReportJSON(stdout, rep)
 	}
