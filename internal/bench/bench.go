@@ -157,7 +157,7 @@ func order(round int) []string {
 // measure runs every round, then the --big figure.
 func (b *bench) measure(ctx context.Context) error {
 	b.loadBefore = loadAverage()
-	_, b.fdHard, _ = raiseFileLimit(uint64(max(b.cfg.conns, b.cfg.bigConns)) + 4096)
+	_, b.fdHard, _ = raiseFileLimit(maxFiles)
 	c := b.cfg
 	var err error
 	if c.runs("rtt") || c.runs("pipe") || c.runs("dial") || c.runs("idle") {

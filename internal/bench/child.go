@@ -21,6 +21,10 @@ import (
 // on stdout and takes commands, one a line, on stdin; the end of stdin
 // means the parent is done with it (or gone), and the child shuts down.
 
+// maxFiles is the RLIMIT_NOFILE every process asks for; without
+// CAP_SYS_RESOURCE it gets its hard limit instead.
+const maxFiles = 1 << 20
+
 // childArg is the hidden subcommand.
 const childArg = "_child"
 
@@ -106,6 +110,11 @@ func runChild(args []string) int {
 	if err := json.Unmarshal([]byte(args[1]), &s); err != nil {
 		out.fail(fmt.Errorf("bad spec: %w", err))
 		return 2
+	}
+	// Every process may hold many sockets: as many as the system lets it.
+	if _, _, err := raiseFileLimit(maxFiles); err != nil {
+		out.fail(fmt.Errorf("RLIMIT_NOFILE: %w", err))
+		return 1
 	}
 	ctl := watchControl(os.Stdin)
 	ctx, cancel := context.WithCancel(context.Background())

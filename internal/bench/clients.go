@@ -273,9 +273,6 @@ func dialRole(ctx context.Context, s spec, out *emitter) error {
 // own, and with s.Reader a goroutine blocked in Receive, the application's
 // counterpart of raw's reader.
 func idleRole(ctx context.Context, s spec, out *emitter) error {
-	if _, _, err := raiseFileLimit(uint64(s.Conns) + 1024); err != nil {
-		return err
-	}
 	t, err := newTokens()
 	if err != nil {
 		return err
@@ -344,9 +341,6 @@ func idleRole(ctx context.Context, s spec, out *emitter) error {
 // the server's pings are answered. With s.AuthOK a connection counts once
 // it has read the server's auth_ok: the server has registered it by then.
 func fleetRole(ctx context.Context, s spec, ctl *control, out *emitter) error {
-	if _, _, err := raiseFileLimit(uint64(s.Conns) + 1024); err != nil {
-		return err
-	}
 	t, err := newTokens()
 	if err != nil {
 		return err

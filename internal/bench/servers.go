@@ -53,9 +53,6 @@ type closeAllAnswer struct {
 const closeAllCode = websocket.StatusPolicyViolation
 
 func serveRole(ctx context.Context, s spec, ctl *control, out *emitter) error {
-	if _, _, err := raiseFileLimit(1 << 20); err != nil {
-		return err
-	}
 	issuer, err := issuerFromEnv()
 	if err != nil {
 		return err
