@@ -351,7 +351,7 @@ func (b *bench) pipelined(ctx context.Context, r int) error {
 		}
 		for _, impl := range order(r) {
 			res, err := b.client(ctx, spec{Role: rolePipelined, Impl: impl, URL: b.rawSrv.url(), Size: b.cfg.size,
-				Conns: conns, Duration: b.cfg.duration, Warmup: b.cfg.warmup})
+				Conns: conns, Window: b.cfg.window, Duration: b.cfg.duration, Warmup: b.cfg.warmup})
 			if err != nil {
 				return err
 			}

@@ -59,6 +59,7 @@ type spec struct {
 	Control  string        `json:"control,omitempty"` // http://host:port of the server's /bench/ endpoints
 	Size     int           `json:"size,omitempty"`    // message size, bytes
 	Conns    int           `json:"conns,omitempty"`   // connections
+	Window   int           `json:"window,omitempty"`  // rolePipelined: messages in flight per connection, at most
 	First    int           `json:"first,omitempty"`   // fleet: index of its first connection among all
 	Parallel int           `json:"parallel,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"` // measured window
@@ -86,6 +87,7 @@ type result struct {
 	Unavailable bool `json:"unavailable,omitempty"`
 
 	Msgs      int64         `json:"msgs,omitempty"` // messages received in the window; dials for roleDial
+	Sent      int64         `json:"sent,omitempty"` // rolePipelined: messages sent in the window
 	Elapsed   time.Duration `json:"elapsed_ns,omitempty"`
 	P50       time.Duration `json:"p50_ns,omitempty"`
 	P99       time.Duration `json:"p99_ns,omitempty"`

@@ -94,7 +94,11 @@ type counter struct {
 }
 
 // pipelinedRole keeps s.Conns connections busy, a sender and a receiver
-// goroutine on each, and counts the messages received in the window.
+// goroutine on each, and counts the messages received in the window. The
+// sender stays at most s.Window messages ahead of the receiver: unbounded,
+// it would fill the socket buffers of loopback (megabytes per socket) for
+// the whole window, and the figure would measure that filling rather than
+// a steady flow.
 func pipelinedRole(ctx context.Context, s spec, out *emitter) error {
 	t, err := newTokens()
 	if err != nil {
@@ -111,17 +115,25 @@ func pipelinedRole(ctx context.Context, s spec, out *emitter) error {
 	}
 	msg := payload(s.Size)
 	counts := make([]counter, len(eps))
-	var stop atomic.Bool
+	sent := make([]counter, len(eps))
+	stop := make(chan struct{})
 	failed := make(chan error, 2*len(eps))
 	var wg sync.WaitGroup
 	bg := context.Background()
 	for i, ep := range eps {
+		window := make(chan struct{}, max(1, s.Window))
 		wg.Go(func() {
-			for !stop.Load() {
+			for {
+				select {
+				case window <- struct{}{}:
+				case <-stop:
+					return
+				}
 				if err := ep.send(bg, msg); err != nil {
 					failed <- err
 					return
 				}
+				sent[i].n.Add(1)
 			}
 		})
 		wg.Go(func() {
@@ -130,11 +142,12 @@ func pipelinedRole(ctx context.Context, s spec, out *emitter) error {
 					failed <- err
 					return
 				}
+				<-window
 				counts[i].n.Add(1)
 			}
 		})
 	}
-	total := func() (n int64) {
+	total := func(counts []counter) (n int64) {
 		for i := range counts {
 			n += counts[i].n.Load()
 		}
@@ -155,13 +168,13 @@ func pipelinedRole(ctx context.Context, s spec, out *emitter) error {
 	var res result
 	err = wait(s.Warmup)
 	if err == nil {
-		u0, n0 := readUsage(), total()
+		u0, n0, s0 := readUsage(), total(counts), total(sent)
 		err = wait(s.Duration)
-		u1, n1 := readUsage(), total()
-		res = result{Msgs: n1 - n0, Elapsed: u1.at.Sub(u0.at), Mallocs: u1.mallocs - u0.mallocs,
+		u1, n1, s1 := readUsage(), total(counts), total(sent)
+		res = result{Msgs: n1 - n0, Sent: s1 - s0, Elapsed: u1.at.Sub(u0.at), Mallocs: u1.mallocs - u0.mallocs,
 			Bytes: u1.bytes - u0.bytes, CPU: u1.cpu - u0.cpu, Conns: len(eps)}
 	}
-	stop.Store(true)
+	close(stop)
 	for _, ep := range eps {
 		ep.close()
 	}

@@ -65,7 +65,10 @@ func dialForBench(b *testing.B, impl, url string, t tokens) endpoint {
 	return ep
 }
 
-const benchSize = 64
+const (
+	benchSize   = 64
+	benchWindow = 128
+)
 
 // BenchmarkRoundTrip: send one message, wait for its echo.
 func BenchmarkRoundTrip(b *testing.B) {
@@ -90,7 +93,8 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 // BenchmarkPipelined: one goroutine sends b.N messages while another
-// receives their echoes.
+// receives their echoes, the sender at most benchWindow messages ahead (as
+// the command's pipelined figure).
 func BenchmarkPipelined(b *testing.B) {
 	url, t := benchServer(b)
 	msg := payload(benchSize)
@@ -103,8 +107,10 @@ func BenchmarkPipelined(b *testing.B) {
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			var sendErr error
+			window := make(chan struct{}, benchWindow)
 			wg.Go(func() {
 				for range b.N {
+					window <- struct{}{}
 					if sendErr = ep.send(bg, msg); sendErr != nil {
 						return
 					}
@@ -114,6 +120,7 @@ func BenchmarkPipelined(b *testing.B) {
 				if err := ep.recv(bg); err != nil {
 					b.Fatal(err)
 				}
+				<-window
 			}
 			wg.Wait()
 			if sendErr != nil {

@@ -58,6 +58,7 @@ type config struct {
 	warmup    time.Duration
 	size      int
 	pipeConns int
+	window    int
 	idleConns int
 	conns     int // figure 7: idle authenticated connections on one server
 	big       bool
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.warmup, "warmup", 300*time.Millisecond, "warm-up before each measured window")
 	fs.IntVar(&c.size, "size", 64, "message size, bytes")
 	fs.IntVar(&c.pipeConns, "pipe-conns", 64, "connections of the many-connection pipelined figure")
+	fs.IntVar(&c.window, "window", 128, "pipelined: messages a sender may be ahead of its receiver")
 	fs.IntVar(&c.idleConns, "idle", 1000, "idle client connections held by one process")
 	fs.IntVar(&c.conns, "conns", 10000, "idle authenticated connections held by one server process")
 	fs.BoolVar(&c.big, "big", false, "also measure one server holding --big-conns connections, once")
@@ -122,7 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--duration must be positive and --warmup not negative")
 	case c.size < 1:
 		return nil, errors.New("--size must be at least 1")
-	case c.pipeConns < 1 || c.idleConns < 1 || c.conns < 1 || c.bigConns < 1 || c.parallel < 1:
+	case c.pipeConns < 1 || c.window < 1 || c.idleConns < 1 || c.conns < 1 || c.bigConns < 1 || c.parallel < 1:
 		return nil, errors.New("connection counts must be at least 1")
 	}
 	c.only = map[string]bool{}
