@@ -35,6 +35,10 @@ type machine struct {
 	// first suspect of a noisy figure.
 	LoadBefore string `json:"load_before,omitempty"`
 	LoadAfter  string `json:"load_after,omitempty"`
+	// PressureAfter is /proc/pressure/cpu's "some avg300" at the end: the
+	// share of the last five minutes in which some runnable task waited
+	// for a CPU.
+	PressureAfter string `json:"cpu_pressure_after,omitempty"`
 }
 
 type setup struct {
@@ -106,7 +110,7 @@ func (b *bench) report() report {
 	rep := report{
 		Machine: machine{Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(),
 			CPUModel: cpuModel(), Kernel: kernel(), NoFile: soft, NoFileHi: hard,
-			LoadBefore: b.loadBefore, LoadAfter: loadAverage()},
+			LoadBefore: b.loadBefore, LoadAfter: loadAverage(), PressureAfter: cpuPressure()},
 		Command: strings.TrimSpace("go run ./internal/bench " + strings.Join(b.cfg.args, " ")),
 		Setup: setup{Rounds: b.cfg.rounds, DurationSec: b.cfg.duration.Seconds(), WarmupSec: b.cfg.warmup.Seconds(),
 			Size: b.cfg.size, PipeConns: b.cfg.pipeConns, IdleConns: b.cfg.idleConns, Conns: b.cfg.conns,
@@ -152,6 +156,9 @@ func writeReportTable(w io.Writer, rep report) error {
 	fmt.Fprintf(bw, ", RLIMIT_NOFILE %d (hard %d)", m.NoFile, m.NoFileHi)
 	if m.LoadBefore != "" {
 		fmt.Fprintf(bw, ", load average %s before, %s after", m.LoadBefore, m.LoadAfter)
+	}
+	if m.PressureAfter != "" {
+		fmt.Fprintf(bw, ", CPU pressure %s%% (5 min)", m.PressureAfter)
 	}
 	fmt.Fprintln(bw)
 	fmt.Fprintf(bw, "command: %s\n", rep.Command)
@@ -247,6 +254,17 @@ func loadAverage() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	if f := strings.Fields(string(b)); len(f) > 0 {
 		return f[0]
+	}
+	return ""
+}
+
+// cpuPressure is the "some avg300" of /proc/pressure/cpu, "" if unknown.
+func cpuPressure() string {
+	b, _ := os.ReadFile("/proc/pressure/cpu")
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "avg300="); ok {
+			return v
+		}
 	}
 	return ""
 }
