@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,39 +393,47 @@ func fleetRole(ctx context.Context, s spec, ctl *control, out *emitter) error {
 		mu.Unlock()
 		readers.Wait()
 	}()
-	one := func(i int) error {
-		hc := clients[sourceAddr(s.First+i).IP.String()]
-		var ws *websocket.Conn
-		var err error
-		for range 3 {
-			if ws, err = rawDial(ctx, s.URL, tok, hc); err == nil || ctx.Err() != nil {
-				break
-			}
-		}
+	// attempt opens connection i once; with s.AuthOK it counts only once
+	// the server's first message has arrived.
+	attempt := func(i int) error {
+		ws, err := rawDial(ctx, s.URL, tok, clients[sourceAddr(s.First+i).IP.String()])
 		if err != nil {
 			return err
 		}
-		first := make(chan struct{})
+		first := make(chan error, 1)
 		mu.Lock()
 		conns = append(conns, ws)
 		mu.Unlock()
 		readers.Go(func() {
 			for n := 0; ; n++ {
-				if _, _, err := ws.Read(context.Background()); err != nil {
-					if n == 0 {
-						close(first)
-					}
-					return
-				}
+				_, _, err := ws.Read(context.Background())
 				if n == 0 {
-					close(first)
+					first <- err
+				}
+				if err != nil {
+					return
 				}
 			}
 		})
-		if s.AuthOK {
-			<-first
+		if !s.AuthOK {
+			return nil
+		}
+		if err := <-first; err != nil {
+			_ = ws.CloseNow()
+			mu.Lock()
+			conns = slices.DeleteFunc(conns, func(c *websocket.Conn) bool { return c == ws })
+			mu.Unlock()
+			return fmt.Errorf("closed before its first message: %w", err)
 		}
 		return nil
+	}
+	one := func(i int) (err error) {
+		for range 3 {
+			if err = attempt(i); err == nil || ctx.Err() != nil {
+				return err
+			}
+		}
+		return err
 	}
 	for range max(1, s.Parallel) {
 		dialers.Go(func() {
