@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"time"
@@ -25,6 +26,11 @@ type bench struct {
 	fdHard uint64
 	// loadBefore is the load average when the run started.
 	loadBefore string
+	// nextAddr is the connection index the next fleet starts at: every
+	// fleet of the run gets source addresses of its own, from a random
+	// start, so that no fleet meets the TIME_WAIT ports of an earlier one,
+	// of this run or of the last.
+	nextAddr int
 
 	rawSrv, refSrv *serverProc
 }
@@ -49,7 +55,7 @@ type row struct {
 }
 
 func newBench(cfg *config, l *launcher, log io.Writer) *bench {
-	b := &bench{cfg: cfg, l: l, log: log, byKey: map[string]*row{}}
+	b := &bench{cfg: cfg, l: l, log: log, byKey: map[string]*row{}, nextAddr: rand.IntN(30000) * perAddr}
 	add := func(group, key, label string, u unit) {
 		if !cfg.runs(group) {
 			return
@@ -460,8 +466,10 @@ func (b *bench) holdFleet(ctx context.Context, role string, n int) (fleetMeasure
 			}
 		}
 	}()
+	base := b.nextAddr
+	b.nextAddr += (n + perAddr - 1) / perAddr * perAddr
 	for first := 0; first < n; first += perFleet {
-		f, err := b.l.start(ctx, spec{Role: roleFleet, URL: srv.url(), Conns: min(perFleet, n-first), First: first,
+		f, err := b.l.start(ctx, spec{Role: roleFleet, URL: srv.url(), Conns: min(perFleet, n-first), First: base + first,
 			Parallel: b.cfg.parallel, AuthOK: role == roleRefServer})
 		if err != nil {
 			return m, err

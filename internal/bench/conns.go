@@ -173,11 +173,14 @@ func dialEndpoint(ctx context.Context, impl, url string, t tokens, size int) (en
 
 var errNoReceiveInto = fmt.Errorf("wsauth.Client has no ReceiveInto in this build")
 
-// sourceAddr spreads connection i over 127.0.0.2 and up, perAddr
-// connections each, so that a fleet never runs out of ephemeral ports (about
-// 28,000 per source address).
+// perAddr is how many fleet connections share a source address: well
+// below the 28,000 ephemeral ports of one, since the ports of closed
+// connections stay in TIME_WAIT for a minute and an explicit bind never
+// reuses them.
+const perAddr = 5000
+
+// sourceAddr spreads connection i over 127.0.0.2 and up, perAddr each.
 func sourceAddr(i int) *net.TCPAddr {
-	const perAddr = 10000
 	n := 2 + i/perAddr
 	return &net.TCPAddr{IP: net.IPv4(127, byte(n>>16), byte(n>>8), byte(n))}
 }
