@@ -171,23 +171,25 @@ type config struct {
 // with fresh credentials when it must. Send and Receive work across
 // reconnects; every method is safe for concurrent use.
 type Client struct {
-	url     *url.URL
-	o       config
-	auth    Authenticator
-	dialect Dialect
-	hc      *http.Client // REST calls: same-origin redirects only
-	wsHC    *http.Client // the handshake: no redirects
-	ownHC   bool
-	tokens  *TokenCache
-	log     *slog.Logger
-	bo      backoff.BackOff
+	url      *url.URL
+	o        config
+	auth     Authenticator
+	dialect  Dialect
+	hc       *http.Client // REST calls: same-origin redirects only
+	wsHC     *http.Client // the handshake: no redirects
+	ownHC    bool         // hc's transport is the client's own: Close empties its pool
+	onShared bool         // hc is the shared one: Close counts the client off
+	tokens   *TokenCache
+	log      *slog.Logger
+	bo       backoff.BackOff
 
 	queue  *sendQueue
 	inbox  chan message
-	events *dispatcher
+	events dispatcher
 
 	// reading is the connection whose messages flow to the application
-	// now; readingChanged is closed and replaced whenever it changes.
+	// now; readingChanged, made when a receiver waits, is closed when it
+	// changes (watch, announce).
 	reading        atomic.Pointer[physConn]
 	readingMu      sync.Mutex
 	readingChanged chan struct{}
@@ -204,8 +206,8 @@ type Client struct {
 	closeCause  error
 	lastErr     error
 
-	// changed is closed and replaced at every state change, for
-	// WaitConnected.
+	// changed, made when WaitConnected waits, is closed at the next state
+	// change.
 	changed chan struct{}
 	done    chan struct{}
 }
@@ -258,35 +260,35 @@ func New(rawURL string, opts *Options) (*Client, error) {
 	}
 
 	c := &Client{
-		url:            u,
-		o:              o,
-		auth:           o.Auth,
-		dialect:        o.Dialect,
-		bo:             o.Backoff,
-		queue:          newSendQueue(o.SendQueue),
-		inbox:          make(chan message, o.ReceiveBuffer),
-		readingChanged: make(chan struct{}),
-		events:         newDispatcher(o.OnEvent),
-		log:            o.Logger,
-		changed:        make(chan struct{}),
-		done:           make(chan struct{}),
+		url:     u,
+		o:       o,
+		auth:    o.Auth,
+		dialect: o.Dialect,
+		bo:      o.Backoff,
+		queue:   newSendQueue(o.SendQueue),
+		inbox:   make(chan message, o.ReceiveBuffer),
+		log:     o.Logger,
+		done:    make(chan struct{}),
 	}
 	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
+		c.log = discardLogger
 	}
-	hc, own := o.HTTPClient, false
+	c.events.start(o.OnEvent)
 	switch {
-	case hc != nil:
+	case o.HTTPClient != nil:
+		c.hc = restClient(o.HTTPClient)
+		c.hc.Jar = nil
+		c.wsHC = handshakeClient(c.hc)
 	case o.TLSConfig != nil:
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = o.TLSConfig.Clone()
-		hc, own = &http.Client{Transport: tr}, true
+		c.hc = restClient(&http.Client{Transport: tr})
+		c.wsHC = handshakeClient(c.hc)
+		c.ownHC = true
 	default:
-		hc, own = &http.Client{Transport: sharedTransport()}, true
+		c.hc, c.wsHC = shared.join()
+		c.onShared = true
 	}
-	c.hc, c.ownHC = restClient(hc), own
-	c.hc.Jar = nil
-	c.wsHC = handshakeClient(c.hc)
 	c.tokens = asTokenCache(o.TokenSource)
 	if c.tokens == nil {
 		if ts, ok := o.Auth.(TokenSourcer); ok {
@@ -406,17 +408,43 @@ func (v *validator) count(field string, n, def int) int {
 	return n
 }
 
+// discardLogger is the logger of every client without one.
+var discardLogger = slog.New(slog.DiscardHandler)
+
 // shared is the transport of every client without an HTTPClient or a
 // TLSConfig of its own: one pool of connections to ticket, login and token
-// endpoints, instead of one per client.
-var shared struct {
-	once sync.Once
-	tr   *http.Transport
+// endpoints instead of one per client, and no HTTP clients built per
+// client. The last client to close empties the pool, so that a program
+// (or a test checking for leaked goroutines) whose clients are all closed
+// holds no idle connections.
+var shared sharedClients
+
+type sharedClients struct {
+	mu       sync.Mutex
+	rest, hs *http.Client
+	users    int
 }
 
-func sharedTransport() *http.Transport {
-	shared.once.Do(func() { shared.tr = http.DefaultTransport.(*http.Transport).Clone() })
-	return shared.tr
+// join counts one more client on the shared transport and returns its
+// REST and handshake clients.
+func (s *sharedClients) join() (rest, hs *http.Client) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rest == nil {
+		s.rest = restClient(&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
+		s.hs = handshakeClient(s.rest)
+	}
+	s.users++
+	return s.rest, s.hs
+}
+
+// leave counts a client off; the last one closes the idle connections.
+func (s *sharedClients) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users--; s.users == 0 {
+		s.rest.CloseIdleConnections()
+	}
 }
 
 // WaitConnected waits until the client is connected and authenticated,
@@ -424,7 +452,7 @@ func sharedTransport() *http.Transport {
 func (c *Client) WaitConnected(ctx context.Context) error {
 	for {
 		c.mu.Lock()
-		changed := c.changed
+		changed := watch(&c.changed)
 		state, err := c.state, c.err
 		c.mu.Unlock()
 		switch state {
@@ -567,7 +595,7 @@ func (c *Client) receive(ctx context.Context, buf []byte, own bool) (MessageType
 			pc.nudge()
 		}
 		c.readingMu.Lock()
-		changed := c.readingChanged
+		changed := watch(&c.readingChanged)
 		c.readingMu.Unlock()
 		select {
 		case m := <-c.inbox:
@@ -587,7 +615,7 @@ func (c *Client) receive(ctx context.Context, buf []byte, own bool) (MessageType
 func (c *Client) receiveDirect(buf []byte, own bool) (MessageType, []byte, error) {
 	for {
 		c.readingMu.Lock()
-		changed := c.readingChanged
+		changed := watch(&c.readingChanged)
 		c.readingMu.Unlock()
 		pc := c.reading.Load()
 		var role, dead chan struct{}
@@ -667,8 +695,7 @@ func (c *Client) final(buf []byte, own bool) (MessageType, []byte, error) {
 func (c *Client) setReading(pc *physConn) {
 	c.readingMu.Lock()
 	c.reading.Store(pc)
-	close(c.readingChanged)
-	c.readingChanged = make(chan struct{})
+	announce(&c.readingChanged)
 	c.readingMu.Unlock()
 }
 
@@ -753,8 +780,25 @@ func (c *Client) setStateLocked(s State) {
 		return
 	}
 	c.state = s
-	close(c.changed)
-	c.changed = make(chan struct{})
+	announce(&c.changed)
+}
+
+// watch returns the channel that the next change will close, making it if
+// nobody is watching yet; the lock guarding *ch is held. Most changes have
+// no watcher, and then cost nothing.
+func watch(ch *chan struct{}) chan struct{} {
+	if *ch == nil {
+		*ch = make(chan struct{})
+	}
+	return *ch
+}
+
+// announce wakes the watchers of a change; the lock guarding *ch is held.
+func announce(ch *chan struct{}) {
+	if *ch != nil {
+		close(*ch)
+		*ch = nil
+	}
 }
 
 func (c *Client) emit(e Event) {

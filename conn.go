@@ -110,13 +110,18 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 	pc := &physConn{
 		c: c, ws: ws, red: red, ctx: ctx, cancel: cancel,
 		connectedAt: now, obtained: now, expiry: expiry,
-		gate:    make(chan struct{}),
+		gate:    closedChan,
 		dead:    make(chan struct{}),
 		notes:   notes{wake: make(chan struct{}, 1)},
-		settled: make(chan settlement, 1),
 		pending: pending,
 	}
-	pc.awaiting.Store(await)
+	if !gateOpen {
+		pc.gate = make(chan struct{})
+	}
+	if await {
+		pc.settled = make(chan settlement, 1)
+		pc.awaiting.Store(true)
+	}
 	pc.rtok = make(chan struct{}, 1)
 	pc.kick = make(chan struct{}, 1)
 	pc.split, _ = c.dialect.(FrameSplitter)
@@ -139,7 +144,9 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 // connection the application's receivers read.
 func (pc *physConn) openGate() {
 	pc.gateOnce.Do(func() {
-		close(pc.gate)
+		if pc.gate != closedChan {
+			close(pc.gate)
+		}
 		pc.c.setReading(pc)
 	})
 }
@@ -152,8 +159,11 @@ func (pc *physConn) fail(err error) {
 		close(pc.dead)
 		pc.cancel()
 		// Reads and queued writes carry no context; closing the socket is
-		// what ends them.
-		_ = pc.ws.CloseNow()
+		// what ends them. During the client's own close handshake, Close
+		// closes the socket when it returns.
+		if !pc.localClose.Load() {
+			_ = pc.ws.CloseNow()
+		}
 	})
 }
 

@@ -64,7 +64,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 		return nil, c.failed(ctx, PhaseHandshake, red, dialError(red, hs.URL, err))
 	}
 	ws.SetReadLimit(c.o.ReadLimit)
-	if sp := ws.Subprotocol(); red.String(sp) != sp {
+	if sp := ws.Subprotocol(); sp != "" && red.String(sp) != sp {
 		ws.CloseNow()
 		return nil, c.failed(ctx, PhaseHandshake, red, ErrEchoedCredential)
 	}

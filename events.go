@@ -231,15 +231,23 @@ type dispatcher struct {
 	done    chan struct{}
 }
 
-func newDispatcher(fn func(Event)) *dispatcher {
-	d := &dispatcher{fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
+// start readies d in place and starts its goroutine; without a callback
+// there is nothing to deliver and d is done from the start.
+func (d *dispatcher) start(fn func(Event)) {
 	if fn == nil {
-		close(d.done)
-		return d
+		d.done = closedChan
+		return
 	}
+	d.fn, d.wake, d.done = fn, make(chan struct{}, 1), make(chan struct{})
 	go d.run()
-	return d
 }
+
+// closedChan is a channel closed from the start, for what is done at once.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 func (d *dispatcher) emit(e Event) {
 	if d.fn == nil {

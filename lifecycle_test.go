@@ -218,7 +218,8 @@ func TestFailedRotationsHaveTheirOwnPacing(t *testing.T) {
 }
 
 func TestRotationRetryIsPacedAndBeforeExpiry(t *testing.T) {
-	bo := newRotationBackoff()
+	rb := rotationBackoff()
+	bo := &rb
 	bo.rnd = func() float64 { return math.Nextafter(1, 0) }
 	pc := &physConn{}
 	var got []time.Duration

@@ -164,8 +164,8 @@ const (
 	rotationRetryFloor   = 100 * time.Millisecond
 )
 
-func newRotationBackoff() *FullJitter {
-	return &FullJitter{Initial: rotationRetryInitial, Multiplier: 2, Max: defaultBackoffMax}
+func rotationBackoff() FullJitter {
+	return FullJitter{Initial: rotationRetryInitial, Multiplier: 2, Max: defaultBackoffMax}
 }
 
 // rotationRetry is when to try a failed rotation of pc again.

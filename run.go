@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -87,10 +88,37 @@ type session struct {
 	pc      *physConn
 	attempt int
 	since   time.Time // when the logical connection went live
-	renew   *time.Timer
-	answer  *time.Timer // the deadline of the refresh in flight
+	renew   lazyTimer
+	answer  lazyTimer // the deadline of the refresh in flight
 	pending *refreshing
-	rotBO   *FullJitter
+	rotBO   FullJitter
+}
+
+// lazyTimer is a timer made on its first Reset: most sessions never renew
+// (a static token, no expiry) and never wait for a refresh answer, and a
+// connection should not pay for timers it does not use.
+type lazyTimer struct{ t *time.Timer }
+
+// C is the timer's channel; nil, which never fires, until the first Reset.
+func (l *lazyTimer) C() <-chan time.Time {
+	if l.t == nil {
+		return nil
+	}
+	return l.t.C
+}
+
+func (l *lazyTimer) Reset(d time.Duration) {
+	if l.t == nil {
+		l.t = time.NewTimer(d)
+		return
+	}
+	l.t.Reset(d)
+}
+
+func (l *lazyTimer) Stop() {
+	if l.t != nil {
+		l.t.Stop()
+	}
 }
 
 // supervise runs a connection from authentication to its end: it makes the
@@ -105,11 +133,9 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 	at := c.goLive(pc)
 	c.emit(Event{Kind: EventConnected, Time: at, Attempt: attempt, Expiry: pc.expiry, Subprotocol: pc.ws.Subprotocol(), Verdict: pc.verdict})
 
-	s := &session{pc: pc, attempt: attempt, since: pc.connectedAt,
-		renew: time.NewTimer(time.Hour), answer: time.NewTimer(time.Hour), rotBO: newRotationBackoff()}
+	s := &session{pc: pc, attempt: attempt, since: pc.connectedAt, rotBO: rotationBackoff()}
 	defer s.renew.Stop()
 	defer s.answer.Stop()
-	s.answer.Stop()
 	c.plan(s)
 	for {
 		select {
@@ -126,7 +152,7 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 			if end, over := c.hear(s); over {
 				return end
 			}
-		case <-s.renew.C:
+		case <-s.renew.C():
 			// What the server said first: it may have moved the expiry.
 			if end, over := c.hear(s); over {
 				return end
@@ -134,7 +160,7 @@ func (c *Client) supervise(pc *physConn, attempt int, why Reason) Ending {
 			if end, over := c.renewNow(s); over {
 				return end
 			}
-		case <-s.answer.C:
+		case <-s.answer.C():
 			// The answer may be waiting among the protocol messages.
 			if end, over := c.hear(s); over {
 				return end
@@ -206,7 +232,7 @@ func (c *Client) renewNow(s *session) (end Ending, over bool) {
 		if nw := c.rotate(s.pc, s.attempt); nw != nil {
 			c.moved(s, nw)
 		} else if !s.pc.isDead() && c.ctx.Err() == nil {
-			s.renew.Reset(rotationRetry(s.rotBO, s.pc))
+			s.renew.Reset(rotationRetry(&s.rotBO, s.pc))
 		}
 	case RenewReconnect:
 		c.retire(s.pc, "session expiring")
@@ -320,8 +346,11 @@ func (c *Client) finish(stopErr error) {
 	}
 	c.emit(Event{Kind: EventStopped, Time: at, Err: ev})
 	c.events.close()
-	if c.ownHC {
+	switch {
+	case c.ownHC:
 		c.hc.CloseIdleConnections()
+	case c.onShared:
+		shared.leave()
 	}
 	close(c.done)
 }
@@ -347,7 +376,16 @@ func sleep(ctx context.Context, d time.Duration) error {
 // wait for the goroutine it is running on.
 //
 //go:noinline
-func runCallback(fn func()) { fn() }
+func runCallback(fn func()) {
+	callbacksRunning.Add(1)
+	defer callbacksRunning.Add(-1)
+	fn()
+}
+
+// callbacksRunning counts the callbacks running now, in every client: when
+// none is, no goroutine can be inside one and inCallback need not read
+// the stack.
+var callbacksRunning atomic.Int64
 
 // callbackFrame is the name of runCallback as stack frames spell it.
 var callbackFrame = runtime.FuncForPC(reflect.ValueOf(runCallback).Pointer()).Name()
@@ -356,7 +394,11 @@ var callbackFrame = runtime.FuncForPC(reflect.ValueOf(runCallback).Pointer()).Na
 // the client is running, by finding runCallback on its stack (the way
 // testing's Helper reads the caller's stack).
 func inCallback() bool {
-	pcs := make([]uintptr, 64)
+	if callbacksRunning.Load() == 0 {
+		return false
+	}
+	var first [64]uintptr
+	pcs := first[:]
 	for {
 		n := runtime.Callers(2, pcs)
 		frames := runtime.CallersFrames(pcs[:n])

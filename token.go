@@ -79,10 +79,9 @@ func NewTokenCache(src oauth2.TokenSource, early time.Duration) *TokenCache {
 		fn = func(context.Context) (*oauth2.Token, error) { return src.Token() }
 	}
 	return &TokenCache{
-		src:      fn,
-		early:    early,
-		lock:     make(chan struct{}, 1),
-		rejected: make(map[[32]byte]struct{}),
+		src:   fn,
+		early: early,
+		lock:  make(chan struct{}, 1),
 	}
 }
 
@@ -147,6 +146,9 @@ func (c *TokenCache) forget(tok *oauth2.Token, hard bool) {
 	if _, ok := c.rejected[d]; ok {
 		return
 	}
+	if c.rejected == nil {
+		c.rejected = make(map[[32]byte]struct{})
+	}
 	c.rejected[d] = struct{}{}
 	c.order = append(c.order, d)
 	if len(c.order) > maxRejected {
@@ -178,7 +180,7 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("wsauth: token source returned an empty token")
 	}
-	if _, bad := c.rejected[digest(tok.AccessToken)]; bad {
+	if c.isRejected(tok) {
 		return nil, fmt.Errorf("wsauth: token source returned the token the server rejected: %w", ErrCredentialRejected)
 	}
 	if tok.Expiry.IsZero() {
@@ -192,13 +194,23 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	return tok, nil
 }
 
+// isRejected reports whether the server refused tok. Most caches never
+// see a refusal, and then it hashes nothing.
+func (c *TokenCache) isRejected(tok *oauth2.Token) bool {
+	if len(c.rejected) == 0 {
+		return false
+	}
+	_, bad := c.rejected[digest(tok.AccessToken)]
+	return bad
+}
+
 // usable reports whether tok may still be handed out at t: known, not
 // rejected, and not within the margin of its expiry.
 func (c *TokenCache) usable(tok *oauth2.Token, t time.Time) bool {
 	if tok == nil || tok.AccessToken == "" {
 		return false
 	}
-	if _, bad := c.rejected[digest(tok.AccessToken)]; bad {
+	if c.isRejected(tok) {
 		return false
 	}
 	if tok.Expiry.IsZero() {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -499,4 +500,30 @@ func TestRenewAtSpreadsWithinWindow(t *testing.T) {
 	}
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 	require.Greater(t, offs[len(offs)-1]-offs[0], 5*time.Minute)
+}
+
+func sharedUsers() int {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	return shared.users
+}
+
+// Clients without an HTTP client of their own share one pool; the pool is
+// emptied when the last of them closes, not when any one does.
+func TestSharedTransportCountsItsClients(t *testing.T) {
+	env := newServer(t)
+	base := sharedUsers()
+	ticket := func() *Options {
+		return &Options{Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource("alice", time.Hour)}}
+	}
+	a, b := dialed(t, env, ticket()), dialed(t, env, ticket())
+	require.Same(t, a.hc, b.hc, "one REST client for both")
+	own := dialed(t, env, &Options{HTTPClient: &http.Client{}, Auth: &HeaderAuth{Tokens: env.TokenSource("alice", time.Hour)}})
+	require.NotSame(t, a.hc, own.hc)
+	require.Equal(t, base+2, sharedUsers(), "a client with its own HTTP client is not counted")
+	require.NoError(t, a.Close())
+	require.Equal(t, base+1, sharedUsers())
+	require.NoError(t, b.Close())
+	require.NoError(t, own.Close())
+	require.Equal(t, base, sharedUsers())
 }

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/wsauth/wsauth"
 	"github.com/wsauth/wsauth/server"
 )
 
@@ -128,4 +131,42 @@ func BenchmarkPipelined(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkDialClose: open a connection with header authentication and
+// close it with the close handshake, one after another (the command's
+// dial figure).
+func BenchmarkDialClose(b *testing.B) {
+	url, t := benchServer(b)
+	bg := context.Background()
+	b.Run(implRaw, func(b *testing.B) {
+		tok, err := t.mint()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			ws, err := rawDial(bg, url, tok, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = ws.Close(websocket.StatusNormalClosure, "")
+		}
+	})
+	b.Run(implWS, func(b *testing.B) {
+		ts, err := t.static()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			c, err := wsauth.Dial(bg, url, wsauthOptions(ts, 0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

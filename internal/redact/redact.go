@@ -28,9 +28,15 @@ const MinLen = 4
 // Set is a set of secrets and of query parameters whose values are
 // secrets. The zero value is empty and ready; a nil *Set redacts nothing.
 // It is safe for concurrent use.
+//
+// Registering a secret costs next to nothing: its encodings are worked
+// out the first time the set scrubs something, because most connection
+// attempts succeed and never print a word.
 type Set struct {
-	mu      sync.RWMutex
-	secrets []string // longest first
+	mu      sync.Mutex
+	added   []string // secrets as registered
+	forms   []string // every form of added, longest first; stale while pending
+	pending bool     // added holds secrets whose forms are not worked out
 	params  []string
 }
 
@@ -42,17 +48,31 @@ func (s *Set) Add(secrets ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, v := range secrets {
-		if len(v) < MinLen {
-			continue
+		if len(v) >= MinLen && !slices.Contains(s.added, v) {
+			s.added = append(s.added, v)
+			s.pending = true
 		}
+	}
+}
+
+// secretForms returns every form of every secret, longest first, working
+// them out if secrets were added since the last call. s.mu is held.
+func (s *Set) secretForms() []string {
+	if !s.pending {
+		return s.forms
+	}
+	s.forms = s.forms[:0]
+	for _, v := range s.added {
 		for _, form := range Forms(v) {
-			if !slices.Contains(s.secrets, form) {
-				s.secrets = append(s.secrets, form)
+			if !slices.Contains(s.forms, form) {
+				s.forms = append(s.forms, form)
 			}
 		}
 	}
 	// Longest first, so that a secret containing another is scrubbed whole.
-	slices.SortStableFunc(s.secrets, func(a, b string) int { return len(b) - len(a) })
+	slices.SortStableFunc(s.forms, func(a, b string) int { return len(b) - len(a) })
+	s.pending = false
+	return s.forms
 }
 
 // Forms returns v in every encoding Add registers.
@@ -106,6 +126,9 @@ func (s *Set) AddURL(u *url.URL) {
 	if p, ok := u.User.Password(); ok {
 		s.Add(p)
 	}
+	if u.RawQuery == "" {
+		return
+	}
 	for k, vs := range u.Query() {
 		if CredentialParam(k) {
 			s.AddParam(k)
@@ -132,9 +155,9 @@ func (s *Set) String(v string) string {
 	if s == nil {
 		return v
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, sec := range s.secrets {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sec := range s.secretForms() {
 		if strings.Contains(v, sec) {
 			v = strings.ReplaceAll(v, sec, Placeholder)
 		}
@@ -185,8 +208,8 @@ func (s *Set) isParam(name string) bool {
 	if s == nil {
 		return false
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return slices.ContainsFunc(s.params, func(p string) bool { return strings.EqualFold(p, name) })
 }
 
