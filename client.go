@@ -182,8 +182,9 @@ type Client struct {
 	tokens   *TokenCache
 	log      *slog.Logger
 	bo       backoff.BackOff
+	ownBO    FullJitter // bo when the options name no backoff
 
-	queue  *sendQueue
+	queue  sendQueue
 	inbox  chan message
 	events dispatcher
 
@@ -265,10 +266,14 @@ func New(rawURL string, opts *Options) (*Client, error) {
 		auth:    o.Auth,
 		dialect: o.Dialect,
 		bo:      o.Backoff,
-		queue:   newSendQueue(o.SendQueue),
+		queue:   sendQueue{limit: o.SendQueue},
 		inbox:   make(chan message, o.ReceiveBuffer),
 		log:     o.Logger,
 		done:    make(chan struct{}),
+	}
+	if c.bo == nil {
+		c.ownBO = FullJitter{Initial: defaultBackoffInitial, Multiplier: defaultBackoffMultiplier, Max: defaultBackoffMax}
+		c.bo = &c.ownBO
 	}
 	if c.log == nil {
 		c.log = discardLogger
@@ -361,9 +366,6 @@ func (o *Options) resolve() (config, error) {
 	}
 	if cfg.Dialect == nil {
 		cfg.Dialect = DefaultDialect
-	}
-	if cfg.Backoff == nil {
-		cfg.Backoff = NewFullJitter()
 	}
 	return cfg, nil
 }

@@ -21,8 +21,8 @@ type physConn struct {
 	ws  *websocket.Conn
 	red *redactor
 
-	ctx    context.Context // ends when the connection dies or is torn down
-	cancel context.CancelFunc
+	ctx    *lazyContext // ends when the connection dies or is torn down
+	ctxBox lazyContext
 
 	connectedAt time.Time
 	// verdict is what decided the connection was authenticated, and weak
@@ -106,15 +106,16 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 	// Not derived from the client's context: on Close the supervisor still
 	// needs a live reader for the close handshake, and cancels this one
 	// itself.
-	ctx, cancel := context.WithCancel(context.Background())
 	pc := &physConn{
-		c: c, ws: ws, red: red, ctx: ctx, cancel: cancel,
+		c: c, ws: ws, red: red,
 		connectedAt: now, obtained: now, expiry: expiry,
 		gate:    closedChan,
 		dead:    make(chan struct{}),
 		notes:   notes{wake: make(chan struct{}, 1)},
 		pending: pending,
 	}
+	pc.ctxBox.parent = context.Background()
+	pc.ctx = &pc.ctxBox
 	if !gateOpen {
 		pc.gate = make(chan struct{})
 	}
@@ -157,7 +158,7 @@ func (pc *physConn) fail(err error) {
 	pc.failOnce.Do(func() {
 		pc.err = err
 		close(pc.dead)
-		pc.cancel()
+		pc.ctx.stop()
 		// Reads and queued writes carry no context; closing the socket is
 		// what ends them. During the client's own close handshake, Close
 		// closes the socket when it returns.

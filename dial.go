@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -17,11 +18,12 @@ import (
 // connect makes one physical connection: credentials, handshake, in-band
 // exchange. On failure the Ending says how far it got.
 func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating bool) (*physConn, Ending) {
-	red := &redactor{}
+	a := &connAttempt{}
+	red, hs := &a.red, &a.hs
 	// A token the user wrote into the URL is as secret as the provider's.
 	red.AddURL(c.url)
-	hs := &Handshake{
-		URL:           cloneURL(c.url),
+	*hs = Handshake{
+		URL:           a.cloneURL(c.url),
 		Header:        c.o.Header.Clone(),
 		Subprotocols:  append(dialectSubprotocols(c.dialect), c.o.Subprotocols...),
 		HTTPClient:    c.hc,
@@ -72,9 +74,10 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	if !rotating {
 		c.enter(StateAuthenticating, Event{Kind: EventAuthenticating, Attempt: attempt})
 	}
-	actx, acancel := context.WithTimeout(ctx, c.o.AuthTimeout)
-	defer acancel()
-	conn := wsConn{c: ws}
+	actx := a.authDeadline(ctx, c.o.AuthTimeout)
+	defer actx.stop()
+	a.conn = wsConn{c: ws}
+	conn := &a.conn
 	opened, err := c.dialect.Open(actx, conn, proof)
 	if err == nil && proof.Exchange != nil {
 		err = proof.Exchange(actx, conn)
@@ -116,6 +119,70 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	return pc, Ending{}
 }
 
+// connAttempt is what one connection attempt allocates, in one piece: the
+// handshake the provider fills in, the secrets it registers, and the auth
+// deadline.
+type connAttempt struct {
+	hs   Handshake
+	url  url.URL
+	red  redactor
+	auth lazyContext
+	conn wsConn
+}
+
+// authDeadline returns the attempt's auth deadline, timeout from now
+// within parent.
+func (a *connAttempt) authDeadline(parent context.Context, timeout time.Duration) *lazyContext {
+	a.auth = lazyContext{parent: parent, deadline: time.Now().Add(timeout)}
+	return &a.auth
+}
+
+// lazyContext is a context, with a deadline when deadline is set, whose
+// timer and channel are made only when something uses it: with header,
+// query, ticket or cookie auth and a dialect that exchanges nothing,
+// nothing waits on the auth deadline, and a short connection may never
+// use its own context; they do not pay for them.
+type lazyContext struct {
+	parent   context.Context
+	deadline time.Time // none when zero
+
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stopped bool
+}
+
+func (l *lazyContext) get() context.Context {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ctx == nil {
+		if l.deadline.IsZero() {
+			l.ctx, l.cancel = context.WithCancel(l.parent)
+		} else {
+			l.ctx, l.cancel = context.WithDeadline(l.parent, l.deadline)
+		}
+		if l.stopped {
+			l.cancel()
+		}
+	}
+	return l.ctx
+}
+
+// stop cancels the context, like its CancelFunc.
+func (l *lazyContext) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	if l.cancel != nil {
+		l.cancel()
+	}
+}
+
+func (l *lazyContext) Deadline() (time.Time, bool) { return l.get().Deadline() }
+func (l *lazyContext) Done() <-chan struct{}       { return l.get().Done() }
+func (l *lazyContext) Err() error                  { return l.get().Err() }
+func (l *lazyContext) Value(key any) any           { return l.get().Value(key) }
+
 // verdictHeader, on the 101, announces a server that ends every
 // authentication with an explicit verdict (the reference server's auth_ok)
 // or a close: the client waits for that instead of the verdict window.
@@ -129,7 +196,7 @@ const (
 // verdict window passing without a close, or a refusal. A settlement of
 // VerdictPending means pc was refused or the wait failed; the Ending says
 // how, and pc is shut down.
-func (c *Client) awaitVerdict(ctx, actx context.Context, pc *physConn, announced bool) (settlement, Ending) {
+func (c *Client) awaitVerdict(ctx context.Context, actx *lazyContext, pc *physConn, announced bool) (settlement, Ending) {
 	var window <-chan time.Time
 	if w := c.o.VerdictWindow; w > 0 && !announced && w < c.o.AuthTimeout {
 		t := time.NewTimer(w)
@@ -237,13 +304,14 @@ func dialError(red *redactor, u *url.URL, err error) error {
 	return fmt.Errorf("wsauth: dial %s: %w", red.URL(u), scrubError(red, err))
 }
 
-func cloneURL(u *url.URL) *url.URL {
-	c := *u
+// cloneURL copies u into the attempt, for the provider to change.
+func (a *connAttempt) cloneURL(u *url.URL) *url.URL {
+	a.url = *u
 	if u.User != nil {
 		user := *u.User
-		c.User = &user
+		a.url.User = &user
 	}
-	return &c
+	return &a.url
 }
 
 func earliest(a, b time.Time) time.Time {

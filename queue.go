@@ -40,8 +40,6 @@ type sendItem struct {
 // warm.
 var items = sync.Pool{New: func() any { return &sendItem{wake: make(chan struct{}, 1)} }}
 
-func newSendQueue(limit int) *sendQueue { return &sendQueue{limit: limit} }
-
 // fast lets a send write at once when nothing waits before it and the live
 // connection is idle; the queue is then busy until done.
 func (q *sendQueue) fast() *physConn {

@@ -163,7 +163,7 @@ func (pc *physConn) takeRole() bool {
 			case <-t.C:
 			case <-pc.kick:
 				t.Stop()
-			case <-pc.ctx.Done():
+			case <-pc.dead:
 				t.Stop()
 				return false
 			}
@@ -171,7 +171,7 @@ func (pc *physConn) takeRole() bool {
 		}
 		select {
 		case <-pc.rtok:
-		case <-pc.ctx.Done():
+		case <-pc.dead:
 			return false
 		}
 		if pc.handoverLeft() > 0 {
@@ -270,14 +270,14 @@ func (pc *physConn) deliver(m message) bool {
 	defer pc.delivering.Store(false)
 	select {
 	case <-pc.gate:
-	case <-pc.ctx.Done():
+	case <-pc.dead:
 		putBuf(m.buf)
 		return false
 	}
 	select {
 	case pc.c.inbox <- m:
 		return true
-	case <-pc.ctx.Done():
+	case <-pc.dead:
 		putBuf(m.buf)
 		return false
 	}

@@ -53,7 +53,8 @@ func StaticToken(token string) oauth2.TokenSource {
 // Options.TokenSource to share one cache between the connection attempts
 // and the refresher.
 type TokenCache struct {
-	src   TokenFunc
+	src   TokenFunc          // the source, when it takes a context
+	plain oauth2.TokenSource // the source otherwise
 	early time.Duration
 
 	// lock is a mutex that a waiter can give up on when its context ends.
@@ -74,12 +75,10 @@ func NewTokenCache(src oauth2.TokenSource, early time.Duration) *TokenCache {
 	if early <= 0 {
 		early = defaultEarlyExpiry
 	}
-	fn, ok := src.(TokenFunc)
-	if !ok {
-		fn = func(context.Context) (*oauth2.Token, error) { return src.Token() }
-	}
+	fn, _ := src.(TokenFunc)
 	return &TokenCache{
 		src:   fn,
+		plain: src,
 		early: early,
 		lock:  make(chan struct{}, 1),
 	}
@@ -173,7 +172,7 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	if c.usable(c.tok, at) {
 		return c.tok, nil
 	}
-	tok, err := c.src(ctx)
+	tok, err := c.fetch(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("wsauth: token source: %w", tokenEndpointError(err, c.tok))
 	}
@@ -192,6 +191,14 @@ func (c *TokenCache) get(ctx context.Context, after time.Time) (*oauth2.Token, e
 	}
 	c.tok, c.fetched = tok, now
 	return tok, nil
+}
+
+// fetch asks the source for a token, with ctx when it takes one.
+func (c *TokenCache) fetch(ctx context.Context) (*oauth2.Token, error) {
+	if c.src != nil {
+		return c.src(ctx)
+	}
+	return c.plain.Token()
 }
 
 // isRejected reports whether the server refused tok. Most caches never

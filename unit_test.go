@@ -392,7 +392,7 @@ func TestParseRetryAfter(t *testing.T) {
 const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
 
 func TestSendQueueOrderLimitAndCancel(t *testing.T) {
-	q := newSendQueue(3)
+	q := &sendQueue{limit: 3}
 	items := make([]*sendItem, 3)
 	for i := range items {
 		it, err := q.enqueue()
@@ -526,4 +526,45 @@ func TestSharedTransportCountsItsClients(t *testing.T) {
 	require.NoError(t, b.Close())
 	require.NoError(t, own.Close())
 	require.Equal(t, base, sharedUsers())
+}
+
+func TestLazyContextBehavesLikeItsEagerForm(t *testing.T) {
+	// The deadline counts from when it was set, not from first use.
+	parent, cancelParent := context.WithCancel(context.Background())
+	defer cancelParent()
+	l := &lazyContext{parent: parent, deadline: time.Now().Add(-time.Second)}
+	require.ErrorIs(t, l.Err(), context.DeadlineExceeded, "past its deadline when first used")
+	dl, ok := l.Deadline()
+	require.True(t, ok)
+	require.WithinDuration(t, time.Now().Add(-time.Second), dl, 500*time.Millisecond)
+
+	// A parent's end reaches it, and a child of it, without a goroutine of
+	// the context package's (the child attaches to the inner context).
+	l = &lazyContext{parent: parent, deadline: time.Now().Add(time.Hour)}
+	child, cancelChild := context.WithCancel(l)
+	defer cancelChild()
+	cancelParent()
+	select {
+	case <-child.Done():
+	case <-time.After(waitLong):
+		t.Fatal("the parent's cancellation did not reach the child")
+	}
+	require.ErrorIs(t, l.Err(), context.Canceled)
+
+	// stop before any use leaves it cancelled when it is used.
+	l = &lazyContext{parent: context.Background()}
+	l.stop()
+	require.ErrorIs(t, l.Err(), context.Canceled)
+	_, ok = l.Deadline()
+	require.False(t, ok, "no deadline when none was set")
+
+	// stop after use cancels it too.
+	l = &lazyContext{parent: context.Background()}
+	done := l.Done()
+	l.stop()
+	select {
+	case <-done:
+	case <-time.After(waitLong):
+		t.Fatal("stop did not end the context")
+	}
 }

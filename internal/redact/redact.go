@@ -34,7 +34,8 @@ const MinLen = 4
 // attempts succeed and never print a word.
 type Set struct {
 	mu      sync.Mutex
-	added   []string // secrets as registered
+	added   []string // secrets as registered; first holds the first few
+	first   [2]string
 	forms   []string // every form of added, longest first; stale while pending
 	pending bool     // added holds secrets whose forms are not worked out
 	params  []string
@@ -49,6 +50,9 @@ func (s *Set) Add(secrets ...string) {
 	defer s.mu.Unlock()
 	for _, v := range secrets {
 		if len(v) >= MinLen && !slices.Contains(s.added, v) {
+			if s.added == nil {
+				s.added = s.first[:0]
+			}
 			s.added = append(s.added, v)
 			s.pending = true
 		}
