@@ -115,7 +115,7 @@ type Limits struct {
 	// once with ErrQueueFull beyond it. Default 256.
 	SendQueue int
 	// ReceiveBuffer is how many received messages wait for Receive before
-	// the client stops reading from the socket. Default 64.
+	// the client stops reading from the socket. Default 16.
 	ReceiveBuffer int
 	// KeepUnconfirmed is how many plain sends the client keeps copies of
 	// until the server confirms them, so that EventUnconfirmed can list
@@ -314,7 +314,7 @@ const (
 	defaultWriteTimeout      = 10 * time.Second
 	defaultReadLimit         = 1 << 20
 	defaultSendQueue         = 256
-	defaultReceiveBuffer     = 64
+	defaultReceiveBuffer     = 16
 	defaultPingInterval      = 25 * time.Second
 	defaultPongTimeout       = 10 * time.Second
 	defaultStableAfter       = 10 * time.Second

@@ -17,9 +17,10 @@ import (
 // writes. While it is the live connection, queued sends are written to it
 // by the Send whose turn it is.
 type physConn struct {
-	c   *Client
-	ws  *websocket.Conn
-	red *redactor
+	c      *Client
+	ws     *websocket.Conn
+	red    *redactor // &redSet once started
+	redSet redactor  // the secrets of the attempt that made the connection
 
 	ctx    *lazyContext // ends when the connection dies or is torn down
 	ctxBox lazyContext
@@ -102,18 +103,18 @@ type settlement struct {
 	expiresIn time.Duration
 }
 
-func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.Time, gateOpen, await bool, pending [][]byte) *physConn {
+// start makes pc, whose redactor the attempt filled, a running
+// connection over ws: its reader goroutine and its liveness timer.
+func (pc *physConn) start(c *Client, ws *websocket.Conn, now, expiry time.Time, gateOpen, await bool, pending [][]byte) {
+	pc.c, pc.ws, pc.red = c, ws, &pc.redSet
+	pc.connectedAt, pc.obtained, pc.expiry = now, now, expiry
+	pc.gate = closedChan
+	pc.dead = make(chan struct{})
+	pc.notes.wake = make(chan struct{}, 1)
+	pc.pending = pending
 	// Not derived from the client's context: on Close the supervisor still
 	// needs a live reader for the close handshake, and cancels this one
 	// itself.
-	pc := &physConn{
-		c: c, ws: ws, red: red,
-		connectedAt: now, obtained: now, expiry: expiry,
-		gate:    closedChan,
-		dead:    make(chan struct{}),
-		notes:   notes{wake: make(chan struct{}, 1)},
-		pending: pending,
-	}
 	pc.ctxBox.parent = context.Background()
 	pc.ctx = &pc.ctxBox
 	if !gateOpen {
@@ -138,7 +139,6 @@ func newPhysConn(c *Client, ws *websocket.Conn, red *redactor, now, expiry time.
 	pc.tickMu.Lock()
 	pc.tick = time.AfterFunc(pc.period, pc.onTick)
 	pc.tickMu.Unlock()
-	return pc
 }
 
 // openGate lets pc's messages flow to the application, and makes it the

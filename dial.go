@@ -18,8 +18,10 @@ import (
 // connect makes one physical connection: credentials, handshake, in-band
 // exchange. On failure the Ending says how far it got.
 func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating bool) (*physConn, Ending) {
-	a := &connAttempt{}
-	red, hs := &a.red, &a.hs
+	// The connection is allocated up front, for its redactor: the secrets
+	// the attempt registers are the connection's.
+	a, pc := &connAttempt{}, &physConn{}
+	red, hs := &pc.redSet, &a.hs
 	// A token the user wrote into the URL is as secret as the provider's.
 	red.AddURL(c.url)
 	*hs = Handshake{
@@ -102,7 +104,7 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	if opened.ExpiresIn > 0 {
 		expiry = earliest(expiry, now.Add(opened.ExpiresIn))
 	}
-	pc := newPhysConn(c, ws, red, now, expiry, !rotating, await, opened.Pending)
+	pc.start(c, ws, now, expiry, !rotating, await, opened.Pending)
 	if await {
 		announced := resp != nil && resp.Header.Get(verdictHeader) == verdictAuthOK
 		s, end := c.awaitVerdict(ctx, actx, pc, announced)
@@ -119,13 +121,12 @@ func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating 
 	return pc, Ending{}
 }
 
-// connAttempt is what one connection attempt allocates, in one piece: the
-// handshake the provider fills in, the secrets it registers, and the auth
-// deadline.
+// connAttempt is what one connection attempt allocates, in one piece, and
+// drops once connected: the handshake the provider fills in, its URL, the
+// auth deadline.
 type connAttempt struct {
 	hs   Handshake
 	url  url.URL
-	red  redactor
 	auth lazyContext
 	conn wsConn
 }

@@ -72,6 +72,28 @@ func (pc *physConn) readMessage(dst []byte) (MessageType, []byte, error) {
 	if err != nil {
 		return 0, dst, readError(err)
 	}
+	return pc.readBody(typ, r, dst)
+}
+
+// readPooled reads one message into a buffer of the pool, taken once the
+// message has begun: an idle connection holds no buffer while it waits.
+func (pc *physConn) readPooled() (MessageType, *[]byte, error) {
+	typ, r, err := pc.ws.Reader(context.Background())
+	if err != nil {
+		return 0, nil, readError(err)
+	}
+	b := getBuf()
+	typ, *b, err = pc.readBody(typ, r, *b)
+	if err != nil {
+		putBuf(b)
+		return 0, nil, err
+	}
+	return typ, b, nil
+}
+
+// readBody reads the rest of the message r began into dst's capacity,
+// growing it as needed.
+func (pc *physConn) readBody(typ MessageType, r io.Reader, dst []byte) (MessageType, []byte, error) {
 	dst = dst[:0]
 	for {
 		if len(dst) == cap(dst) {
@@ -135,11 +157,8 @@ func (pc *physConn) readLoop() {
 				return
 			}
 		}
-		b := getBuf()
-		typ, data, err := pc.readMessage(*b)
-		*b = data
+		typ, b, err := pc.readPooled()
 		if err != nil {
-			putBuf(b)
 			pc.fail(err)
 			pc.rtok <- struct{}{}
 			return

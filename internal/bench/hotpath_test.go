@@ -24,7 +24,7 @@ import (
 
 // benchServer starts the raw echo server and returns its URL and a token
 // minter with its key.
-func benchServer(b *testing.B) (string, tokens) {
+func benchServer(b testing.TB) (string, tokens) {
 	b.Helper()
 	key := hex.EncodeToString(server.RandomKey())
 	l, err := newLauncher(key)
