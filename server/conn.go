@@ -61,8 +61,12 @@ const serverWriteTimeout = 5 * time.Second
 // Conn is an authenticated connection, given to the application's Handler. Its methods are
 // safe for concurrent use; concurrent Reads each get a different message.
 //
-// Behind it, one goroutine reads the socket: it answers refresh messages itself and hands
-// every other message to Read. A timer keeps the session clock: it sends the expiry notice,
+// The socket is read inside Read, on the handler's goroutine, which answers refresh
+// messages itself and returns every other message: a connection costs one goroutine, the
+// handler's. A handler that has not called Read within readerGrace of authentication (one
+// that only writes) gets a reader goroutine instead, which reads the socket freely until it
+// hands a message to Read and then at the handler's pace, so that its pings are answered and
+// its close handshakes done. A timer keeps the session clock: it sends the expiry notice,
 // closes the connection at expiry, and pings a silent peer (Config.PingInterval), on a
 // goroutine of its own only while it works.
 type Conn struct {
@@ -98,14 +102,23 @@ type Conn struct {
 	closing        bool
 	closeCode      websocket.StatusCode
 	closeReason    string
-	// asked counts Read calls, handed the messages given to them; the reader reads the next
-	// frame only once asked has passed handed.
+	// mode is how the socket is read: decided by the first Read (direct) or, failing that,
+	// by the session clock readerGrace after authentication (a reader goroutine).
+	mode readMode
+	// reading counts the Reads reading the socket now, in direct mode.
+	reading int
+	// readerAt is when the session clock gives a handler that has not called Read a reader
+	// goroutine; zero until the connection is live.
+	readerAt time.Time
+	// asked counts Read calls, handed the messages given to them; the reader goroutine reads
+	// the next frame only once asked has passed handed.
 	asked, handed int64
 	// The keepalive. heardAt is when the peer last showed it is alive (a message, a pong),
 	// or when the reader last resumed reading: time spent parked, waiting for the handler
 	// to ask for the next message, is never held against the peer, because a pong cannot
-	// be read then. parked says the reader is waiting so now; pinging that a ping sent at
-	// pingSentAt has not been answered yet.
+	// be read then. parked says nobody reads the socket now (no Read in progress, or the
+	// reader waiting for the handler to ask); pinging that a ping sent at pingSentAt has not
+	// been answered yet.
 	heardAt    time.Time
 	parked     bool
 	pinging    bool
@@ -123,8 +136,23 @@ type Conn struct {
 	askedWake  chan struct{} // Read was called; capacity 1
 	closeReq   chan struct{} // closed by shutdown
 	superDone  chan struct{} // closed once the socket has been closed
-	readerDone chan struct{} // closed when the reader goroutine has returned
+	readerDone chan struct{} // closed once no reader goroutine runs or ever will
 }
+
+// readMode is how a connection's socket is read.
+type readMode int
+
+const (
+	readUndecided readMode = iota // nobody has read yet
+	readDirect                    // Read reads the socket itself
+	readGoroutine                 // a reader goroutine reads, Read takes what it hands over
+	readNone                      // the connection ended before anybody read
+)
+
+// readerGrace is how long after authentication a handler may go without calling Read before
+// the connection gets a reader goroutine of its own. Until then the socket is not read, as
+// while a handler is busy between two Reads: a ping waits at most this long for its pong.
+const readerGrace = time.Second
 
 type message struct {
 	typ  websocket.MessageType
@@ -148,6 +176,7 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *Conn {
 		cancel:       cancel,
 		in:           make(chan message),
 		refreshLimit: refresh,
+		parked:       true, // nobody reads until the handler does
 		askedWake:    make(chan struct{}, 1),
 		closeReq:     make(chan struct{}),
 		superDone:    make(chan struct{}),
@@ -174,16 +203,31 @@ func (c *Conn) RemoteAddr() string {
 }
 
 // Read returns the next application message. Refresh messages never reach it. It returns an
-// error when ctx ends or the connection is closed; after that the connection is unusable.
+// error when ctx ends or the connection is closed; after that the connection is unusable: a
+// ctx (other than the handler's) that ends while Read waits closes the connection with 1000.
 //
-// The socket is read at the application's pace: after handing over a message the server
-// reads no further frame, control frames included, until the application calls Read again
-// (as with coder/websocket, a handler must keep reading for pings to be answered).
+// The socket is read at the application's pace, inside Read: between two Reads the server
+// reads no frame, control frames included (as with coder/websocket, a handler must keep
+// reading for pings to be answered).
 // A handler that answers each message before reading the next thus has its answers on the
 // wire before the server's pong to any ping that followed the message, which is the barrier
 // a client uses to know it has received everything before it closes a connection.
 func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
 	c.mu.Lock()
+	decided := c.mode == readUndecided
+	if decided {
+		c.mode = readDirect
+	}
+	if c.mode != readGoroutine {
+		c.mu.Unlock()
+		if decided {
+			close(c.readerDone)
+		}
+		return c.readDirect(ctx)
+	}
 	c.asked++
 	c.mu.Unlock()
 	select {
@@ -202,6 +246,97 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 		default:
 		}
 		return 0, nil, ctx.Err()
+	}
+}
+
+// readDirect reads the socket on the caller's goroutine until an application message
+// comes, answering refresh messages on the way. The read itself carries no context (one
+// would arm a timer per frame, and coder/websocket drops the socket outright when it ends):
+// a ctx that ends while Read waits closes the connection with 1000 instead, which ends the
+// read with the close handshake, and Read returns ctx's error.
+func (c *Conn) readDirect(ctx context.Context) (websocket.MessageType, []byte, error) {
+	if ctx.Done() != nil && ctx != c.ctx {
+		// The connection's own context ends only once the socket is closed.
+		stop := context.AfterFunc(ctx, func() { c.shutdown(websocket.StatusNormalClosure, "") })
+		defer stop()
+	}
+	c.mu.Lock()
+	if c.reading++; c.reading == 1 {
+		// Reading again: the peer's silence is measured from now.
+		c.parked, c.heardAt = false, time.Now()
+	}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.reading--; c.reading == 0 {
+			c.parked = true
+		}
+		c.mu.Unlock()
+	}()
+	for {
+		typ, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			c.readFailed(err)
+			if ctx.Err() != nil && websocket.CloseStatus(err) == -1 {
+				return 0, nil, ctx.Err()
+			}
+			return 0, nil, err
+		}
+		c.mu.Lock()
+		c.heardAt = time.Now()
+		closing := c.closing
+		c.mu.Unlock()
+		if msgType, token, ok := parseClientMessage(typ, data); ok && msgType == typeRefresh {
+			c.refresh(token)
+			continue
+		}
+		if closing {
+			// Keep reading so that the close handshake completes; the message is dropped.
+			continue
+		}
+		return typ, data, nil
+	}
+}
+
+// readFailed ends the connection after a failed read. Whatever ended the read (peer close,
+// limit, broken socket), the connection is over; code 1002 matters only if nobody else chose
+// a code and the socket still works, which means a protocol error.
+func (c *Conn) readFailed(err error) {
+	code := websocket.StatusProtocolError
+	switch {
+	case websocket.CloseStatus(err) != -1:
+		code = websocket.CloseStatus(err)
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		code = websocket.StatusMessageTooBig
+	}
+	c.shutdown(code, "")
+}
+
+// startReader gives a handler that has not called Read a reader goroutine, if it still has
+// none and the connection still runs.
+func (c *Conn) startReader() {
+	c.mu.Lock()
+	start := c.mode == readUndecided && !c.closing
+	if start {
+		c.mode = readGoroutine
+		c.parked, c.heardAt = false, time.Now()
+	}
+	c.mu.Unlock()
+	if start {
+		go c.readLoop()
+	}
+}
+
+// settleReader makes sure that no reader goroutine starts once the connection is over.
+func (c *Conn) settleReader() {
+	c.mu.Lock()
+	none := c.mode == readUndecided
+	if none {
+		c.mode = readNone
+	}
+	c.mu.Unlock()
+	if none {
+		close(c.readerDone)
 	}
 }
 
@@ -368,7 +503,7 @@ func (c *Conn) nextWake(now time.Time) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var next time.Time
-	for _, t := range []time.Time{c.deadline, c.noticeTimeLocked(), c.keepaliveLocked(now).at} {
+	for _, t := range []time.Time{c.deadline, c.noticeTimeLocked(), c.keepaliveLocked(now).at, c.readerTimeLocked()} {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
@@ -386,9 +521,9 @@ type keepalive struct {
 	giveUp bool
 }
 
-// keepaliveLocked is the keepalive's next step. Only a live connection whose reader is
-// reading is judged: while the reader is parked the step is only to look again an interval
-// later. c.mu must be held.
+// keepaliveLocked is the keepalive's next step. Only a live connection whose socket is being
+// read is judged: while it is parked the step is only to look again an interval later. c.mu
+// must be held.
 func (c *Conn) keepaliveLocked(now time.Time) keepalive {
 	interval := c.s.cfg.PingInterval
 	switch {
@@ -417,10 +552,21 @@ func (c *Conn) noticeTimeLocked() time.Time {
 	return c.deadline.Add(-c.s.cfg.ExpiryNotice)
 }
 
-// tick runs what is due at now: the close at the deadline, or the expiry notice.
+// readerTimeLocked is when the connection gets a reader goroutine, zero if it never will.
+// c.mu must be held.
+func (c *Conn) readerTimeLocked() time.Time {
+	if c.mode != readUndecided || c.closing {
+		return time.Time{}
+	}
+	return c.readerAt
+}
+
+// tick runs what is due at now: the close at the deadline, or the expiry notice; and gives
+// a handler that has not read a reader goroutine.
 func (c *Conn) tick(now time.Time) {
 	due := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
 	c.mu.Lock()
+	reader := due(c.readerTimeLocked())
 	deadline, reason := c.deadline, c.deadlineReason
 	notice := c.noticeTimeLocked()
 	ka := c.keepaliveLocked(now)
@@ -438,6 +584,9 @@ func (c *Conn) tick(now time.Time) {
 	subject := c.principal.Subject
 	c.mu.Unlock()
 
+	if reader {
+		c.startReader()
+	}
 	switch {
 	case expired:
 		c.shutdown(websocket.StatusPolicyViolation, reason)
@@ -457,7 +606,7 @@ func (c *Conn) tick(now time.Time) {
 	}
 }
 
-// ping sends one ping and waits for its pong, which arrives only while the reader reads.
+// ping sends one ping and waits for its pong, which arrives only while the socket is read.
 // An answer ends the silence; a failure leaves the ping outstanding, so that the keepalive
 // gives up on the peer in time rather than pinging a broken socket again and again.
 func (c *Conn) ping() {
@@ -493,7 +642,7 @@ func (c *Conn) wakeClock() {
 }
 
 // send writes one of the server's own messages. A failed write closes the socket (that is
-// coder/websocket's rule), which the reader goroutine then notices.
+// coder/websocket's rule), which the next read then notices.
 func (c *Conn) send(m serverMessage) error {
 	data, err := json.Marshal(m)
 	if err != nil {
@@ -518,17 +667,7 @@ func (c *Conn) readLoop() {
 		if err != nil {
 			c.readErr = err
 			close(c.in)
-			// Whatever ended the read (peer close, limit, broken socket), the connection is
-			// over; code 1002 matters only if nobody else chose a code and the socket still
-			// works, which means a protocol error.
-			code := websocket.StatusProtocolError
-			switch {
-			case websocket.CloseStatus(err) != -1:
-				code = websocket.CloseStatus(err)
-			case errors.Is(err, websocket.ErrMessageTooBig):
-				code = websocket.StatusMessageTooBig
-			}
-			c.shutdown(code, "")
+			c.readFailed(err)
 			return
 		}
 		if msgType, token, ok := parseClientMessage(typ, data); ok && msgType == typeRefresh {

@@ -168,7 +168,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	go c.readLoop()
 	returned := false
 	defer func() {
 		// A handler that panics still gets its connection closed (1011) and its goroutines
@@ -179,6 +178,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		c.shutdown(code, "")
 		<-c.superDone
+		c.settleReader()
 		<-c.readerDone
 		c.pings.Wait() // the socket is closed: a ping still waiting returns now
 	}()
@@ -285,6 +285,7 @@ func (s *Server) authenticateConn(c *Conn, cred credential, id Identity, ev Auth
 	c.mu.Lock()
 	c.live = true
 	c.heardAt = time.Now()
+	c.readerAt = c.heardAt.Add(readerGrace)
 	c.mu.Unlock()
 	c.setDeadline(exp, ReasonSessionExpired) // wakes the clock for the expiry notice and pings
 	s.stats.authenticated.Add(1)
