@@ -30,7 +30,7 @@ type eventRecord struct {
 	// latest one.
 	Attempt int `json:"attempt"`
 	// Why is why credentials were asked for (connecting): initial,
-	// reconnect, expired or rejected.
+	// reconnect, session_ended or rejected.
 	Why string `json:"why,omitempty"`
 	// Action is what the client does about an ending (reconnecting):
 	// retry or reauth.

@@ -148,10 +148,10 @@ func TestParseConnect(t *testing.T) {
 		c.oauthHC.CloseIdleConnections()
 	})
 	t.Run("every dialect by name", func(t *testing.T) {
-		for name, mk := range dialects {
+		for name, e := range dialects {
 			c, err := parseConnect([]string{"--dialect", name, u}, env())
 			require.NoError(t, err, name)
-			require.IsType(t, mk(), c.dialect, name)
+			require.IsType(t, e.make(), c.dialect, name)
 		}
 	})
 	t.Run("errors are usage errors", func(t *testing.T) {
