@@ -190,7 +190,7 @@ func (a *QueryAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pro
 	return Proof{Expiry: tok.Expiry, Provisional: true}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *QueryAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // FirstMessageAuth connects unauthenticated and proves identity with the
@@ -214,7 +214,7 @@ func (a *FirstMessageAuth) Prepare(ctx context.Context, why Reason, hs *Handshak
 	return Proof{InBand: tok.AccessToken, Expiry: tok.Expiry}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *FirstMessageAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // HeaderAuth sends "Authorization: Bearer <token>" on the handshake. A
@@ -240,7 +240,7 @@ func (a *HeaderAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	return Proof{Expiry: tok.Expiry}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *HeaderAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // Subprotocol prefixes of known bearer-in-subprotocol conventions.
@@ -283,7 +283,7 @@ func (a *SubprotocolAuth) Prepare(ctx context.Context, why Reason, hs *Handshake
 	return Proof{Expiry: tok.Expiry}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *SubprotocolAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // CookieAuth rides the handshake with the cookies of a jar, optionally
