@@ -78,8 +78,16 @@ type Proof struct {
 	// Provisional marks a credential that rode the handshake in a form
 	// servers refuse after the upgrade, with a close frame a browser can
 	// read (ticket, query token, cookie): the upgrade alone does not say it
-	// was accepted. A dialect that has a confirmation (DefaultDialect's
-	// auth_ok) waits for it before application messages flow.
+	// was accepted. When the dialect's Open returns VerdictPending, the
+	// client then waits for a verdict before it writes anything of the
+	// application: the dialect's confirmation, the server's first
+	// application message, or Timeouts.Verdict without a close (up to
+	// Timeouts.Auth for a server that announces its verdict), and a close
+	// meanwhile is a refusal. Without Provisional or InBand the 101 is the
+	// verdict (VerdictHandshake). When the window or the upgrade decided,
+	// a close within Timeouts.Auth of the upgrade, before any application
+	// message, still counts as a refusal (a late refusal). A dialect whose
+	// Open returns VerdictExplicit has decided already.
 	Provisional bool
 }
 
@@ -182,12 +190,12 @@ func (a *QueryAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pro
 	return Proof{Expiry: tok.Expiry, Provisional: true}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *QueryAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // FirstMessageAuth connects unauthenticated and proves identity with the
 // dialect's auth message right after the upgrade ({"type":"auth","token":…}
-// in DefaultDialect), waiting up to Options.AuthTimeout for the verdict. The
+// in DefaultDialect), waiting up to Timeouts.Auth for the verdict. The
 // token stays out of URLs and headers.
 type FirstMessageAuth struct {
 	// Tokens supplies the token. Required.
@@ -206,7 +214,7 @@ func (a *FirstMessageAuth) Prepare(ctx context.Context, why Reason, hs *Handshak
 	return Proof{InBand: tok.AccessToken, Expiry: tok.Expiry}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *FirstMessageAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // HeaderAuth sends "Authorization: Bearer <token>" on the handshake. A
@@ -232,7 +240,7 @@ func (a *HeaderAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	return Proof{Expiry: tok.Expiry}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *HeaderAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // Subprotocol prefixes of known bearer-in-subprotocol conventions.
@@ -275,7 +283,7 @@ func (a *SubprotocolAuth) Prepare(ctx context.Context, why Reason, hs *Handshake
 	return Proof{Expiry: tok.Expiry}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *SubprotocolAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // CookieAuth rides the handshake with the cookies of a jar, optionally

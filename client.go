@@ -482,7 +482,7 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 //   - nil: the whole frame was handed to the operating system on a live,
 //     authenticated connection. Like any socket write, it can still be lost
 //     if that connection dies before the server reads it;
-//   - ErrQueueFull at once when Options.SendQueue sends are waiting;
+//   - ErrQueueFull at once when Limits.SendQueue sends are waiting;
 //   - ctx's error if ctx ended while the message was still queued: it was
 //     removed from the queue and will never be written;
 //   - an error wrapping ErrDeliveryUnknown if the connection failed while

@@ -381,7 +381,7 @@ func (pc *physConn) ending(since time.Time) Ending {
 }
 
 // lateRefusal tells a server that refuses late from one that ends a
-// working session: a close within Options.AuthTimeout of the upgrade, on a
+// working session: a close within Timeouts.Auth of the upgrade, on a
 // connection let through without the server's word (the verdict window,
 // PlainDialect's upgrade, no credential at all) and on which the server
 // never sent an application message, is the refusal the client did not

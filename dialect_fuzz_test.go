@@ -47,6 +47,7 @@ func FuzzDefaultInspect(f *testing.F) {
 		`{"type":"expiring","expires_in":-1}`, `{"type":"going_away","reason":"deploy"}`, `{"type":"expiring","expires_in":1e300}`,
 		`{"type":"chat","text":"\"auth_ok\""}`, `{"type":"auth_ok","expires_in":"soon"}`, `{"type":"auth_ok","token":7}`,
 		`["type","auth_ok"]`, `{"TYPE":"going_away"}`, `"type" "auth_ok"`, ``,
+		`{"type":"auth_ok","expires_in":1e308}`, `{"type":"refresh_failed","reason":7}`, `not json`,
 	} {
 		f.Add([]byte(s), false, "refresh_ok", 30.0, "because")
 	}

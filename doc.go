@@ -43,10 +43,14 @@
 // unless Options.AllowInsecure is set; the rule holds at every hop. The
 // handshake follows no redirect, and the providers' REST calls follow
 // redirects only within their origin and never send a Referer (see
-// RedirectPolicy). Every error, event and log line is scrubbed of the
-// attempt's credentials in every encoding they travel in, including the
-// credential-like query parameters of the URL the user gave and the URL Go's
-// *url.Error would print.
+// RedirectPolicy). A server that selects a subprotocol carrying one of the
+// attempt's credentials (SubprotocolAuth's bearer entry) would send it back
+// to wherever responses are logged: the client writes nothing on that
+// connection and stops, its stop cause wrapping ErrEchoedCredential, rather
+// than offer the credential again. Every error, event and log line is
+// scrubbed of the attempt's credentials in every encoding they travel in,
+// including the credential-like query parameters of the URL the user gave
+// and the URL Go's *url.Error would print.
 //
 // # The verdict
 //
@@ -81,6 +85,7 @@
 //	Close, the context of Dial ended                            stop
 //	a credential over an insecure transport                     stop
 //	a handshake redirect, a REST redirect to another origin     stop
+//	the server selecting a credential's subprotocol             stop
 //	a close code the dialect gives a meaning (CloseMeaning)     that meaning
 //	close 1008                                                  reauth
 //	close 1000 before the verdict                               reauth
@@ -144,9 +149,30 @@
 // the queue flows, which is where an application resends what it needs at
 // least once.
 //
-// Receive returns application messages across reconnects; refresh answers,
-// keepalives and other protocol messages of the dialect are consumed by
-// the client.
+// SendConfirmed returns only once the server has read the message: after
+// writing it the client pings, and the pong comes back only after the
+// server's WebSocket layer has read everything written before the ping
+// (concurrent calls share one ping). When the connection ends first, its
+// error wraps ErrUnconfirmed: the message was written and may or may not
+// have arrived. Plain sends are confirmed the same way in the background,
+// on the liveness timer (half of Timeouts.Write, 5s by default, or
+// Liveness.PingInterval when shorter), and by a completed close handshake.
+// When a connection ends with sends written on it after its last
+// confirmation, EventUnconfirmed says how many; with Limits.KeepUnconfirmed
+// (default 0: the count only) the client keeps copies of that many plain
+// sends and the event carries them in Frames, oldest first, for the
+// application to resend what matters. With that many unconfirmed, the next
+// send waits for a confirmation before it is written.
+//
+// Receive returns application messages across reconnects, each in a slice
+// of its own; refresh answers, keepalives and other protocol messages of
+// the dialect are consumed by the client. ReceiveInto reads the message
+// into the caller's buffer instead: it reuses buf's capacity, grows it when
+// a message is larger (nothing is cut short; Limits.ReadLimit bounds a
+// message), and returns the filled slice, which may share buf's array: it
+// is valid until that array is handed to ReceiveInto again. Called in a
+// loop with the slice it returned, it receives without allocating once the
+// buffer has grown to the largest message.
 //
 // # Keeping the session alive
 //
@@ -180,7 +206,8 @@
 //
 // Options.OnEvent receives every state change (connecting, authenticating,
 // connected with its Verdict, refreshed, refresh_failed, rotated,
-// reconnecting with the cause, action and delay, stopped) in order, on a
+// reconnecting with the cause, action and delay, unconfirmed with the count
+// of sends a connection's end left unconfirmed, stopped) in order, on a
 // goroutine of its own; Options.Logger gets the same as log/slog records.
 // Both are silent by default and never carry a credential. OnEvent and
 // OnConnect may call any method of the client: Close called from inside a

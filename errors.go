@@ -17,7 +17,7 @@ var (
 	ErrClosed = errors.New("wsauth: client closed")
 
 	// ErrQueueFull is returned at once by Send when the send queue holds
-	// Options.SendQueue messages already. Nothing is queued.
+	// Limits.SendQueue messages already. Nothing is queued.
 	ErrQueueFull = errors.New("wsauth: send queue full")
 
 	// ErrDeliveryUnknown is wrapped by the error Send returns when the
@@ -32,7 +32,7 @@ var (
 	ErrUnconfirmed = errors.New("wsauth: the connection ended before the server confirmed the message")
 
 	// ErrPingTimeout ends a connection whose peer did not answer a ping
-	// within Options.PongTimeout: a half-open connection.
+	// within Liveness.PongTimeout: a half-open connection.
 	ErrPingTimeout = errors.New("wsauth: no pong within the timeout")
 
 	// ErrCredentialRejected is returned by a provider that has no fresh
@@ -53,25 +53,28 @@ var (
 	// needs fixing.
 	ErrRedirect = errors.New("wsauth: redirect refused")
 
-	// ErrEchoedCredential is wrapped by the error of a handshake whose
-	// server selected the subprotocol that carries the bearer token
-	// (SubprotocolAuth): it would be sending the credential back to
-	// wherever responses are logged. It stops the client: the server's
-	// configuration needs fixing.
+	// ErrEchoedCredential ends a handshake whose server selected a
+	// subprotocol that contains one of the attempt's credentials (the
+	// bearer entry of SubprotocolAuth): it would be sending the credential
+	// back to wherever responses are logged. The client drops that
+	// connection without writing anything on it and stops, since another
+	// attempt would send the credential again: DefaultClassify makes the
+	// ending ActionStop, so the stop cause is a GaveUpError with Why
+	// "policy" that wraps it. The server's configuration needs fixing.
 	ErrEchoedCredential = errors.New("wsauth: the server echoed the credential-bearing subprotocol")
 
 	// ErrProtocol is wrapped by the cause of a connection the client
 	// ended because the server broke the WebSocket protocol in a way the
-	// client detected itself: a message larger than Options.ReadLimit, a
+	// client detected itself: a message larger than Limits.ReadLimit, a
 	// compressed frame on a connection that never negotiated compression,
 	// a malformed frame. Like the protocol-error close codes, it counts
-	// toward Options.MaxProtocolErrors.
+	// toward ReconnectPolicy.MaxProtocolErrors.
 	ErrProtocol = errors.New("wsauth: the server broke the WebSocket protocol")
 
 	// ErrCertificate is wrapped by the cause of an attempt that failed
 	// because the server's TLS certificate could not be verified (unknown
 	// authority, wrong host name, expired). It is a configuration error,
-	// not an outage: after a few in a row the client stops (GaveUpError
+	// not an outage: after three in a row the client stops (GaveUpError
 	// with Why "certificate"). Trust a private CA with Options.TLSConfig.
 	ErrCertificate = errors.New("wsauth: the server's TLS certificate could not be verified")
 
@@ -194,9 +197,10 @@ func (e *AuthError) Error() string {
 }
 
 // GaveUpError is the stop cause when the client stops reconnecting on its
-// own: after Options.MaxAuthFailures consecutive credential rejections,
-// after Options.MaxProtocolErrors consecutive protocol errors, when the
-// backoff policy says stop, or when the reconnect policy classified an
+// own: after ReconnectPolicy.MaxAuthFailures refusals (see there what
+// resets the count), after ReconnectPolicy.MaxProtocolErrors protocol
+// errors in a row, after three unverifiable certificates in a row, when
+// the backoff policy says stop, or when the reconnect policy classified an
 // ending as stop. errors.As reaches the HTTPError, CloseError or AuthError
 // of the last ending and of the server's last verdict.
 type GaveUpError struct {
@@ -270,7 +274,7 @@ func codeName(c StatusCode) string {
 
 // maxRetryAfterSeconds caps a Retry-After in seconds before it becomes a
 // Duration, which would overflow past 292 years and come out tiny or
-// negative; Options.MaxRetryAfter caps it again, lower.
+// negative; ReconnectPolicy.MaxRetryAfter caps it again, lower.
 const maxRetryAfterSeconds = 365 * 24 * 3600
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.

@@ -165,16 +165,3 @@ func TestOversizedMessageEndsConnection(t *testing.T) {
 	ev := rec.waitFor(t, 1, kind(EventReconnecting))
 	require.True(t, errors.Is(ev.Err, websocket.ErrMessageTooBig), "%v", ev.Err)
 }
-
-func FuzzDefaultDialectInspect(f *testing.F) {
-	for _, s := range []string{`{"type":"refresh_ok","expires_in":3}`, `{"type":"expiring","expires_in":-1}`,
-		`{"type":"going_away"}`, `{"type":"auth_ok","expires_in":1e308}`, `{"type":"refresh_failed","reason":7}`, `not json`, ``} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		in := DefaultDialect.Inspect(MessageText, data)
-		if in.ExpiresIn < 0 {
-			t.Fatalf("negative lifetime from %q", data)
-		}
-	})
-}

@@ -32,8 +32,13 @@ type ReconnectPolicy struct {
 	InitialJitter time.Duration
 	// MaxRetryAfter caps the server's Retry-After. Default 5m.
 	MaxRetryAfter time.Duration
-	// MaxAuthFailures is how many refusals in a row stop the client with a
-	// GaveUpError. Default 5.
+	// MaxAuthFailures is how many refusals stop the client with a
+	// GaveUpError (Why "authentication"). Refusals count until a
+	// connection stays up for StableAfter or the server ends a session it
+	// had accepted (a reauth after the verdict); a connection that
+	// authenticated and was lost sooner for another reason (a network
+	// error, a restart) does not reset the count, nor do the retries
+	// between refusals. Default 5.
 	MaxAuthFailures int
 	// MaxProtocolErrors is how many protocol errors in a row (closes 1002,
 	// 1003, 1007, 1009, 1010, or ErrProtocol) stop the client. Default 5.

@@ -2,11 +2,11 @@ package wsauth
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
-	"golang.org/x/oauth2"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // Renewal is how a client keeps its session alive past the expiry of its

@@ -24,7 +24,7 @@ func TestRefreshWorksForTicketAndCookieProofs(t *testing.T) {
 	}{
 		{"ticket, refreshed with the provider's own bearer token", &Options{
 			Auth: &TicketAuth{Endpoint: env.TicketURL(), Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)}}},
-		{"cookie, refreshed with Options.TokenSource", &Options{
+		{"cookie, refreshed with RenewalPolicy.Tokens", &Options{
 			Auth:    &CookieAuth{LoginURL: env.LoginURL(), LoginBody: loginBody(wsauthtest.Alice, wsauthtest.AlicePassword)},
 			Renewal: RenewalPolicy{Tokens: env.TokenSource(wsauthtest.Alice, time.Hour)},
 		}},

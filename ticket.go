@@ -60,7 +60,7 @@ func (a *TicketAuth) Prepare(ctx context.Context, why Reason, hs *Handshake) (Pr
 	return Proof{Expiry: tok.Expiry, Provisional: true}, nil
 }
 
-// TokenSource implements TokenSourcer: the provider\'s token cache.
+// TokenSource implements TokenSourcer: the provider's token cache.
 func (a *TicketAuth) TokenSource() oauth2.TokenSource { return a.ts.init(a.Tokens) }
 
 // fetch calls the ticket endpoint once.

@@ -33,25 +33,29 @@ type TokenFunc func(ctx context.Context) (*oauth2.Token, error)
 func (f TokenFunc) Token() (*oauth2.Token, error) { return f(context.Background()) }
 
 // StaticToken returns a source that always yields the same bearer token.
-// After the server rejects it the client has nothing fresh to offer and
-// gives up after Options.MaxAuthFailures attempts without sending it again.
+// After the server refuses it the client has nothing fresh to offer: the
+// token cache answers ErrCredentialRejected instead of sending it again,
+// which counts as a refusal, so the client stops with a GaveUpError once
+// ReconnectPolicy.MaxAuthFailures is reached.
 func StaticToken(token string) oauth2.TokenSource {
 	return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token, TokenType: "Bearer"})
 }
 
 // TokenCache wraps a token source: it hands out the cached token until
-// shortly before the token's Expiry (see defaultEarlyExpiry), fetches at most once at a time
-// (concurrent callers wait for the fetch in flight and share its result),
-// forgets a token on Invalidate, and never hands out a token again once
-// Reject has been called for it. A token without an Expiry that is a JWT
-// gets the expiry of its exp claim (read, not verified: the server
-// verifies), so that refreshes plan ahead of it.
+// shortly before the token's Expiry (10s by default, see NewTokenCache),
+// fetches at most once at a time (concurrent callers wait for the fetch in
+// flight and share its result), forgets a token on Invalidate, and never
+// hands out a token again once Reject has been called for it. A token
+// without an Expiry that is a JWT gets the expiry of its exp claim (read,
+// not verified: the server verifies), so that refreshes plan ahead of it.
 // The zero value is not usable; call NewTokenCache.
 //
 // Providers wrap their token source in a TokenCache unless it is one
-// already. Pass the same *TokenCache to a provider and to
-// Options.TokenSource to share one cache between the connection attempts
-// and the refresher.
+// already, and the built-in ones lend it to the refresher (TokenSourcer).
+// Pass the same *TokenCache to the providers of several clients to share
+// tokens between them; a provider of your own that does not implement
+// TokenSourcer lends its cache to the refresher through
+// RenewalPolicy.Tokens.
 type TokenCache struct {
 	src   TokenFunc          // the source, when it takes a context
 	plain oauth2.TokenSource // the source otherwise
@@ -65,9 +69,12 @@ type TokenCache struct {
 	order    [][32]byte
 }
 
-// NewTokenCache wraps src. early is how long before a token's Expiry it is
-// no longer handed out; zero means defaultEarlyExpiry. A TokenFunc source
-// receives the caller's context.
+// NewTokenCache wraps src; a src that is a *TokenCache already is returned
+// as it is. early is how long before a token's Expiry it is no longer
+// handed out; zero or negative means 10s. For a token that lives less than
+// four times early (counted from when it was fetched), the margin is a
+// quarter of its lifetime instead. A TokenFunc source receives the
+// caller's context.
 func NewTokenCache(src oauth2.TokenSource, early time.Duration) *TokenCache {
 	if tc, ok := src.(*TokenCache); ok {
 		return tc

@@ -16,9 +16,9 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/wsauth/wsauth/server"
-	"golang.org/x/oauth2"
 )
 
 func TestScrubErrorKeepsTheClientsTypes(t *testing.T) {

@@ -123,18 +123,26 @@ type Action int
 
 // The actions of the reconnect policy.
 const (
-	// ActionDefault, returned by an override, defers to the next rule: the
-	// dialect's, then DefaultClassify.
+	// ActionDefault says nothing of its own. Returned by
+	// ReconnectPolicy.Classify it leaves the ending to DefaultClassify,
+	// which follows the dialect's meaning of the close code (CloseMeaning)
+	// after its stop rows; returned by a CloseClassifier it says the
+	// protocol gives the code no meaning.
 	ActionDefault Action = iota
 	// ActionRetry reconnects after the backoff delay, reusing credentials
-	// that are still valid.
+	// that are still valid (ReasonReconnect).
 	ActionRetry
-	// ActionReauth invalidates the credentials (token cache, ticket,
-	// cookie), gets fresh ones and reconnects: at once the first time, then
-	// with backoff. Consecutive rejections count toward
-	// Options.MaxAuthFailures.
+	// ActionReauth reconnects with fresh credentials. An ending during
+	// authentication is a refusal: the next attempt gets ReasonRejected
+	// (the provider never offers the refused credential again) and the
+	// refusal counts toward ReconnectPolicy.MaxAuthFailures. An ending of
+	// an established session is not: the next attempt gets
+	// ReasonSessionEnded. The first attempt after a refusal, and the first
+	// after an ended session, start at once; the package documentation
+	// says when later ones wait for the backoff delay.
 	ActionReauth
-	// ActionStop ends the client; its stop cause is the ending's error.
+	// ActionStop ends the client; its stop cause is a GaveUpError with Why
+	// "policy" that wraps the ending's error.
 	ActionStop
 )
 

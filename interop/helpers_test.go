@@ -28,7 +28,7 @@ type event struct {
 	Time    time.Time
 	Kind    string // connecting, authenticating, connected, refreshed, refresh_failed, rotated, reconnecting, stopped, …
 	Attempt int
-	Why     string // connecting: initial, reconnect, expired, rejected
+	Why     string // connecting: initial, reconnect, session_ended, rejected
 	Action  string // reconnecting: retry, reauth
 	Delay   time.Duration
 	Code    int

@@ -168,8 +168,14 @@ type Config struct {
 	// TokenTTL is the lifetime of tokens issued by the token endpoint. Default 1 hour.
 	TokenTTL time.Duration
 
-	// AuthTimeout is how long an upgraded connection may take to send its auth message
-	// (first-message pattern). Default 5 seconds.
+	// AuthTimeout bounds authentication on every pattern. An upgraded connection that is not
+	// authenticated within AuthTimeout of its upgrade is closed 1008 "Auth timeout"; for the
+	// first-message pattern that is the wait for the auth message. Before the upgrade it
+	// bounds, separately, the store lookup of a ticket or cookie handshake
+	// (TicketStore.Consume, SessionStore.Get): a store that does not answer in time is
+	// treated as unavailable, 503 with Retry-After. It also bounds each SessionStore.Get with
+	// which the server rechecks its cookie connections on a ClusterSync event. Default 5
+	// seconds.
 	AuthTimeout time.Duration
 	// PreAuthReadLimit is the largest message, in bytes, accepted before authentication;
 	// larger ones close the connection with 1009. Default 4096 bytes.

@@ -80,7 +80,3 @@ func TestClientRidesOutAnOutage(t *testing.T) {
 }
 
 // end snippet
-
-// testClientReauthenticates is what TestExample in wsauthtest_test.go
-// runs.
-func testClientReauthenticates(t *testing.T) { TestClientReauthenticates(t) }

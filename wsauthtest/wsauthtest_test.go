@@ -124,10 +124,6 @@ func loginJSON(user, password string) []byte {
 	return b
 }
 
-func TestExample(t *testing.T) {
-	testClientReauthenticates(t)
-}
-
 func TestEveryPatternAuthenticatesTheRightPrincipal(t *testing.T) {
 	srv := wsauthtest.NewServer(t)
 	cc := &clientcredentials.Config{ClientID: wsauthtest.ClientID, ClientSecret: wsauthtest.ClientSecret, TokenURL: srv.TokenURL()}

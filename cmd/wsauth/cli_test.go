@@ -96,7 +96,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"connect", "--renewal", "sometimes", u}, []string{"--renewal"}},
 		{[]string{"connect", "--max-auth-failures", "0", u}, []string{"--max-auth-failures"}},
 		{[]string{"connect", "--backoff-initial", "1m", "--backoff-max", "1s", u}, []string{"--backoff-initial"}},
-		{[]string{"connect", "--header", "no colon", u}, []string{"--header"}},
+		{[]string{"connect", "--header", "no colon", u}, []string{"--header wants Name: value"}},
+		{[]string{"connect", "--auth", "first-message", "--token", "t0k3n", "--dialect", "plain", u}, []string{"--auth first-message needs a dialect with an auth message", "--dialect plain"}},
+		{[]string{"connect", "--auth", "first-message", "--token", "t0k3n", "--dialect", "slack", u}, []string{"--dialect slack has none"}},
 		{[]string{"connect", "--auth", "header", "--token", "t0k3n", "ws://example.com/ws"}, []string{"--insecure"}},
 		{[]string{"token"}, []string{"--secret"}},
 		{[]string{"token", "--secret", "short"}, []string{"at least 16 bytes"}},
@@ -118,5 +120,19 @@ func TestUsageErrorsExit2(t *testing.T) {
 				require.Contains(t, errOut, w)
 			}
 		})
+	}
+}
+
+// A --header without its colon may be a bare credential pasted in the
+// wrong place: the usage error says what is wanted and never echoes it.
+func TestMalformedHeaderIsNotEchoed(t *testing.T) {
+	t.Parallel()
+	for _, h := range []string{"Bearer s3cr3t-h3ad3r-value", "s3cr3t-h3ad3r-value", "X-Key: s3cr3t-h3ad3r-value\r\nInjected: b"} {
+		code, out, errOut := runBin(t, nil, "connect", "--header", h, "ws://127.0.0.1:1/ws")
+		require.Equal(t, exitUsage, code, "stderr: %s", errOut)
+		require.Empty(t, out)
+		require.Contains(t, errOut, "--header wants Name: value")
+		require.NotContains(t, errOut, "s3cr3t")
+		require.NotContains(t, errOut, "h3ad3r")
 	}
 }

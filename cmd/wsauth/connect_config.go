@@ -355,7 +355,8 @@ func jsonStrings(v any) []string {
 // setConnection takes what every handshake carries besides the
 // credential, and the protocol spoken on the connection: --origin,
 // --header (the values of credential-like headers are secrets),
-// --subprotocol, --dialect (a name from dialects.go) and --ping.
+// --subprotocol, --dialect (a name from dialects.go, one with an auth
+// message for --auth first-message) and --ping.
 func (c *connectConfig) setConnection(f *connectFlags) error {
 	c.origin = f.origin
 	if f.origin != "" {
@@ -376,6 +377,9 @@ func (c *connectConfig) setConnection(f *connectFlags) error {
 	if !ok {
 		return usagef("--dialect %q: want one of %s", f.dialect, dialectNames())
 	}
+	if c.auth == "first-message" && !dialects[f.dialect].authMessage {
+		return usagef("--auth first-message needs a dialect with an auth message: --dialect %s has none (%s have one)", f.dialect, authMessageDialects())
+	}
 	c.dialect = d
 	if f.ping < 0 {
 		return usagef("--ping must not be negative (0 turns pings off)")
@@ -384,12 +388,13 @@ func (c *connectConfig) setConnection(f *connectFlags) error {
 	return nil
 }
 
-// addHeader adds one --header 'Name: value'.
+// addHeader adds one --header 'Name: value'. A malformed one is not
+// echoed in the error: without its colon it may be a bare credential.
 func (c *connectConfig) addHeader(h string) error {
 	k, v, ok := strings.Cut(h, ":")
 	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 	if !ok || k == "" || strings.ContainsAny(k, " \t\r\n") || strings.ContainsAny(v, "\r\n") {
-		return usagef("--header %q: want 'Name: value'", h)
+		return usagef("--header wants Name: value")
 	}
 	if sensitiveHeader(k) {
 		c.scrub.Add(v)

@@ -75,8 +75,9 @@ End of stdin closes the connection with 1000 (after the first connection, and af
 --wait) and exits 0; so do SIGINT and SIGTERM. No credential is ever printed.
 
 Exit codes: 0 clean close, 1 any other failure, 2 usage error,
-3 gave up on authentication (the server refused the credentials --max-auth-failures
-times in a row, or there was no fresh credential to offer).
+3 gave up on authentication (--max-auth-failures refusals of the credentials with no
+connection between them that stayed up 10s or that the server ended as an accepted
+session; no fresh credential to offer after a refusal counts as one).
 
 Environment: WSAUTH_TOKEN (token when no token flag is given), WSAUTH_CLIENT_SECRET
 (OAuth 2.0 client secret), WSAUTH_LOGIN_JSON (cookie login body).`,
@@ -121,7 +122,7 @@ Environment: WSAUTH_TOKEN (token when no token flag is given), WSAUTH_CLIENT_SEC
 			fs.BoolVar(&f.insecure, "insecure", false, "allow credentials over plain ws:// or http:// to a host that is not loopback (TLS verification is never turned off; see --cacert)")
 			fs.DurationVar(&f.ping, "ping", defaultPing, "ping the server every `D` to notice dead connections; 0 turns pings off")
 			fs.StringVar(&f.reauthCodes, "reauth-codes", "1008", "close `CODES` (comma-separated) that mean \"get fresh credentials\", e.g. 1008,4401,4403; 1008 always does")
-			fs.IntVar(&f.maxAuthFailures, "max-auth-failures", defaultMaxAuthFailures, "give up (exit 3) after `N` consecutive credential rejections")
+			fs.IntVar(&f.maxAuthFailures, "max-auth-failures", defaultMaxAuthFailures, "give up (exit 3) after `N` credential refusals, counted until a connection stays up 10s or the server ends an accepted session")
 			fs.DurationVar(&f.backoffInitial, "backoff-initial", defaultBackoffInitial, "first ceiling `D` of the reconnect delay (full jitter: random between 0 and the ceiling, which doubles)")
 			fs.DurationVar(&f.backoffMax, "backoff-max", defaultBackoffMax, "largest ceiling `D` of the reconnect delay")
 			fs.DurationVar(&f.refreshLead, "refresh-lead", 0, "start renewing the session `D` before it expires; 0: a fifth of its lifetime, at least 2s")

@@ -11,15 +11,26 @@ import (
 	"github.com/wsauth/wsauth/dialect/slack"
 )
 
-// dialects are the dialects --dialect knows, by name. Each call makes a
-// fresh value: a dialect may keep state (Centrifugo numbers its commands).
-var dialects = map[string]func() wsauth.Dialect{
-	"wsauth":        func() wsauth.Dialect { return wsauth.DefaultDialect },
-	"plain":         func() wsauth.Dialect { return wsauth.PlainDialect },
-	"homeassistant": func() wsauth.Dialect { return homeassistant.Dialect{} },
-	"graphql-ws":    func() wsauth.Dialect { return graphqlws.Dialect{} },
-	"centrifugo":    func() wsauth.Dialect { return &centrifugo.Dialect{} },
-	"slack":         func() wsauth.Dialect { return slack.Dialect{} },
+// dialectEntry is one dialect --dialect knows.
+type dialectEntry struct {
+	// make makes a fresh value: a dialect may keep state (Centrifugo
+	// numbers its commands).
+	make func() wsauth.Dialect
+	// authMessage says the protocol has an in-band auth message, which
+	// --auth first-message needs: without one the token is never sent
+	// (PlainDialect fails such an attempt; slack.Dialect ignores the token,
+	// since Slack authenticates by the single-use URL).
+	authMessage bool
+}
+
+// dialects are the dialects --dialect knows, by name.
+var dialects = map[string]dialectEntry{
+	"wsauth":        {func() wsauth.Dialect { return wsauth.DefaultDialect }, true},
+	"plain":         {func() wsauth.Dialect { return wsauth.PlainDialect }, false},
+	"homeassistant": {func() wsauth.Dialect { return homeassistant.Dialect{} }, true},
+	"graphql-ws":    {func() wsauth.Dialect { return graphqlws.Dialect{} }, true},
+	"centrifugo":    {func() wsauth.Dialect { return &centrifugo.Dialect{} }, true},
+	"slack":         {func() wsauth.Dialect { return slack.Dialect{} }, false},
 }
 
 // defaultDialect is the name of wsauth.DefaultDialect.
@@ -27,18 +38,28 @@ const defaultDialect = "wsauth"
 
 // dialectNamed returns the dialect called name.
 func dialectNamed(name string) (wsauth.Dialect, bool) {
-	mk, ok := dialects[name]
+	e, ok := dialects[name]
 	if !ok {
 		return nil, false
 	}
-	return mk(), true
+	return e.make(), true
 }
 
 // dialectNames lists the names --dialect accepts, sorted.
-func dialectNames() string {
+func dialectNames() string { return namesOf(func(dialectEntry) bool { return true }) }
+
+// authMessageDialects lists, sorted, the names of the dialects that have
+// an auth message.
+func authMessageDialects() string {
+	return namesOf(func(e dialectEntry) bool { return e.authMessage })
+}
+
+func namesOf(keep func(dialectEntry) bool) string {
 	names := make([]string, 0, len(dialects))
-	for n := range dialects {
-		names = append(names, n)
+	for n, e := range dialects {
+		if keep(e) {
+			names = append(names, n)
+		}
 	}
 	slices.Sort(names)
 	return strings.Join(names, ", ")

@@ -30,7 +30,7 @@ type eventRecord struct {
 	// latest one.
 	Attempt int `json:"attempt"`
 	// Why is why credentials were asked for (connecting): initial,
-	// reconnect, expired or rejected.
+	// reconnect, session_ended or rejected.
 	Why string `json:"why,omitempty"`
 	// Action is what the client does about an ending (reconnecting):
 	// retry or reauth.
@@ -50,6 +50,10 @@ type eventRecord struct {
 	// Verdict is what decided the connection was authenticated
 	// (connected, rotated): explicit, handshake, first-message or window.
 	Verdict string `json:"verdict,omitempty"`
+	// Unconfirmed is how many sends a connection's end left without the
+	// server's confirmation (unconfirmed): they may or may not have
+	// arrived.
+	Unconfirmed int `json:"unconfirmed,omitempty"`
 	// Cause says why the command closed the connection (closing): eof or
 	// signal.
 	Cause string `json:"cause,omitempty"`
@@ -99,7 +103,8 @@ func (s *eventSink) waitStopped(d time.Duration) {
 // recordOf turns a client event into its record.
 func recordOf(e wsauth.Event) eventRecord {
 	r := eventRecord{Time: e.Time, Event: e.Kind.String(), Attempt: e.Attempt,
-		Code: int(e.Code), Reason: e.CloseReason, Status: e.HTTPStatus, Subprotocol: e.Subprotocol}
+		Code: int(e.Code), Reason: e.CloseReason, Status: e.HTTPStatus, Subprotocol: e.Subprotocol,
+		Unconfirmed: e.Unconfirmed}
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
@@ -209,6 +214,9 @@ func (r eventRecord) text() string {
 	}
 	if r.Verdict != "" {
 		kv("verdict", r.Verdict)
+	}
+	if r.Unconfirmed > 0 {
+		kv("unconfirmed", strconv.Itoa(r.Unconfirmed))
 	}
 	if r.Cause != "" {
 		kv("cause", r.Cause)

@@ -172,7 +172,7 @@ anyone who can reach the server close or revoke connections.`,
 			fs.DurationVar(&f.sessionTTL, "session-ttl", time.Hour, "lifetime `D` of an authenticated connection unless refreshed; negative: only the token's expiry")
 			fs.DurationVar(&f.ticketTTL, "ticket-ttl", 30*time.Second, "lifetime `D` of a ticket")
 			fs.DurationVar(&f.expiryNotice, "expiry-notice", 0, "send {\"type\":\"expiring\"} `D` before a session ends; 0: never")
-			fs.DurationVar(&f.authTimeout, "auth-timeout", 5*time.Second, "how long an upgraded connection may take to send its auth message, `D`")
+			fs.DurationVar(&f.authTimeout, "auth-timeout", 5*time.Second, "how long an upgraded connection may take to authenticate, `D`, on every pattern (for first-message, to send its auth message); also bounds the ticket and cookie store lookups")
 			fs.BoolVar(&f.noRateLimits, "no-rate-limits", false, "turn off the rate limits of handshakes, tickets, logins (per IP and per account) and refreshes (load tests; the connection caps have their own flags)")
 			fs.IntVar(&f.maxPreAuthPer, "max-pre-auth", 16, "connections per IP that may wait for their auth message at once, `N`")
 			fs.Var(f.trustedProxies, "trusted-proxy", "reverse proxy `CIDR` (or IP) whose X-Forwarded-For/Forwarded names the client; repeatable")

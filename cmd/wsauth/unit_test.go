@@ -148,10 +148,10 @@ func TestParseConnect(t *testing.T) {
 		c.oauthHC.CloseIdleConnections()
 	})
 	t.Run("every dialect by name", func(t *testing.T) {
-		for name, mk := range dialects {
+		for name, e := range dialects {
 			c, err := parseConnect([]string{"--dialect", name, u}, env())
 			require.NoError(t, err, name)
-			require.IsType(t, mk(), c.dialect, name)
+			require.IsType(t, e.make(), c.dialect, name)
 		}
 	})
 	t.Run("errors are usage errors", func(t *testing.T) {
@@ -215,6 +215,10 @@ func TestEventRecords(t *testing.T) {
 		{wsauth.Event{Kind: wsauth.EventRefreshed, Time: at, Expiry: at.Add(time.Minute)},
 			`{"time":"2026-01-02T03:04:05Z","event":"refreshed","attempt":3,"expiry":"2026-01-02T03:05:05Z","expires_in_ms":60000}`,
 			"2026-01-02T03:04:05.000Z refreshed attempt=3 expires_in=1m0s"},
+		// The count of unconfirmed sends, never the copies kept of them.
+		{wsauth.Event{Kind: wsauth.EventUnconfirmed, Time: at, Unconfirmed: 2, Frames: []wsauth.Frame{{Type: wsauth.MessageText, Data: []byte("p4yl0ad")}}},
+			`{"time":"2026-01-02T03:04:05Z","event":"unconfirmed","attempt":3,"unconfirmed":2}`,
+			"2026-01-02T03:04:05.000Z unconfirmed attempt=3 unconfirmed=2"},
 		{wsauth.Event{Kind: wsauth.EventStopped, Time: at, Err: errors.New(`gave up: "Bearer sup3r-s3cret" refused`)},
 			`{"time":"2026-01-02T03:04:05Z","event":"stopped","attempt":3,"error":"gave up: \"Bearer REDACTED\" refused"}`,
 			`2026-01-02T03:04:05.000Z stopped attempt=3 error="gave up: \"Bearer REDACTED\" refused"`},
@@ -236,7 +240,7 @@ func TestEventRecords(t *testing.T) {
 	var none bytes.Buffer
 	quiet := newEventSink(&none, eventsNone, scrub)
 	quiet.clientEvent(cases[0].ev)
-	quiet.clientEvent(cases[5].ev)
+	quiet.clientEvent(cases[6].ev)
 	require.Empty(t, none.String(), "--events none prints no event, and the stop cause once, elsewhere")
 	quiet.note("send_failed", "", errors.New("lost sup3r-s3cret"))
 	require.Equal(t, "wsauth connect: send_failed: lost REDACTED\n", none.String())

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
 	"golang.org/x/oauth2"
 
 	"github.com/wsauth/wsauth"

@@ -252,6 +252,107 @@ func TestReadmeOnConnect(t *testing.T) {
 	require.Equal(t, "order 17", clienttest.ReceiveText(t, c), "sent again on the new connection")
 }
 
+// placeOrder sends an order that must not be lost without the
+// application knowing; lookUp asks the service whether it arrived.
+func placeOrder(ctx context.Context, c *wsauth.Client, order []byte, lookUp func(context.Context, []byte) error) error {
+	// snippet: readme-send-confirmed
+	switch err := c.SendConfirmed(ctx, wsauth.MessageText, order); {
+	case err == nil: // the server has read it
+	case errors.Is(err, wsauth.ErrUnconfirmed):
+		return lookUp(ctx, order) // written, then the connection ended: it may or may not have arrived
+	default:
+		return err
+	}
+	// end snippet
+	return nil
+}
+
+func TestReadmeSendConfirmed(t *testing.T) {
+	srv := wsauthtest.NewServer(t)
+	px := srv.Proxy()
+	c := clienttest.Connected(t, px.URL(), &wsauth.Options{
+		Auth:      &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+		Liveness:  wsauth.Liveness{PingInterval: -1, PongTimeout: 300 * time.Millisecond},
+		Reconnect: wsauth.ReconnectPolicy{Backoff: quick()},
+	})
+	var looked atomic.Int32
+	lookUp := func(context.Context, []byte) error { looked.Add(1); return nil }
+	require.NoError(t, placeOrder(clienttest.Ctx(t), c, []byte("order 17"), lookUp))
+	require.Equal(t, "order 17", clienttest.ReceiveText(t, c))
+	require.Zero(t, looked.Load(), "confirmed: nothing to look up")
+
+	px.Blackhole(true) // the pong never comes back
+	require.NoError(t, placeOrder(clienttest.Ctx(t), c, []byte("order 18"), lookUp))
+	require.Equal(t, int32(1), looked.Load(), "unconfirmed: looked up")
+}
+
+func unconfirmedOptions(auth wsauth.Authenticator, resend func([]wsauth.Frame)) *wsauth.Options {
+	// snippet: readme-unconfirmed
+	opts := &wsauth.Options{
+		Auth:   auth,
+		Limits: wsauth.Limits{KeepUnconfirmed: 256}, // copies of up to 256 sends until the server confirms them
+		OnEvent: func(e wsauth.Event) {
+			if e.Kind == wsauth.EventUnconfirmed {
+				resend(e.Frames) // copies of the sends that may or may not have arrived, oldest first
+			}
+		},
+	}
+	// end snippet
+	return opts
+}
+
+func TestReadmeUnconfirmed(t *testing.T) {
+	srv := wsauthtest.NewServer(t)
+	px := srv.Proxy()
+	frames := make(chan []wsauth.Frame, 4)
+	opts := unconfirmedOptions(&wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)},
+		func(f []wsauth.Frame) { frames <- f })
+	opts.Liveness = wsauth.Liveness{PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond}
+	opts.Reconnect.Backoff = quick()
+	c := clienttest.Connected(t, px.URL(), opts)
+	px.Blackhole(true) // written, never read: the background confirmation fails
+	require.NoError(t, c.SendText(clienttest.Ctx(t), "tick 1"))
+	select {
+	case f := <-frames:
+		require.Equal(t, []wsauth.Frame{{Type: wsauth.MessageText, Data: []byte("tick 1")}}, f)
+	case <-time.After(clienttest.WaitLong):
+		t.Fatal("no EventUnconfirmed")
+	}
+}
+
+func receiveLoop(ctx context.Context, c *wsauth.Client, handle func(wsauth.MessageType, []byte)) error {
+	// snippet: readme-receive-into
+	buf := make([]byte, 0, 4096)
+	for {
+		typ, msg, err := c.ReceiveInto(ctx, buf) // msg may share buf's array: handle it before the next call
+		if err != nil {
+			return err
+		}
+		handle(typ, msg)
+		buf = msg // keeps the capacity, grown for a larger message
+	}
+	// end snippet
+}
+
+func TestReadmeReceiveInto(t *testing.T) {
+	srv := wsauthtest.NewServer(t)
+	c := clienttest.Connected(t, srv.URL(), &wsauth.Options{Auth: &wsauth.HeaderAuth{Tokens: srv.TokenSource(wsauthtest.Alice, time.Hour)}})
+	big := strings.Repeat("x", 10000) // larger than the buffer
+	for _, m := range []string{"one", big, "three"} {
+		require.NoError(t, c.SendText(clienttest.Ctx(t), m))
+	}
+	ctx, cancel := context.WithCancel(clienttest.Ctx(t))
+	var got []string
+	err := receiveLoop(ctx, c, func(_ wsauth.MessageType, msg []byte) {
+		got = append(got, string(msg))
+		if len(got) == 3 {
+			cancel()
+		}
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, []string{"one", big, "three"}, got)
+}
+
 func renewalOptions(auth wsauth.Authenticator, onEvent func(wsauth.Event)) *wsauth.Options {
 	opts := &wsauth.Options{
 		Auth:    auth,
