@@ -6,6 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +54,10 @@ type closeAllAnswer struct {
 // closeAllCode is the close code /bench/close-all sends: policy violation,
 // which tells a client to authenticate again.
 const closeAllCode = websocket.StatusPolicyViolation
+
+// pprofEnv, set to a directory, makes every bench server serve
+// net/http/pprof and write its address there.
+const pprofEnv = "WSAUTH_BENCH_PPROF"
 
 func serveRole(ctx context.Context, s spec, ctl *control, out *emitter) error {
 	issuer, err := issuerFromEnv()
@@ -106,9 +113,20 @@ func serveRole(ctx context.Context, s spec, ctl *control, out *emitter) error {
 		writeJSON(w, serverStats{RSS: fp.rss, Heap: fp.heap, Goroutines: fp.goroutines, Live: live, Handshakes: handshakes, CPU: cpu})
 	})
 
+	if os.Getenv(pprofEnv) != "" {
+		// For finding where a server figure comes from: go tool pprof
+		// http://ADDR/debug/pprof/heap, ADDR in the file DIR/ROLE.addr.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
+	}
+	if dir := os.Getenv(pprofEnv); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, s.Role+".addr"), []byte(ln.Addr().String()), 0o644); err != nil {
+			return err
+		}
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
