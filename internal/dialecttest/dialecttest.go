@@ -50,7 +50,11 @@ type base struct {
 
 // peer is one accepted WebSocket.
 type peer struct {
-	ws     *websocket.Conn
+	ws *websocket.Conn
+	// wmu orders writes: a server that announces a connection before its
+	// greeting is written holds wmu across both, so that nothing written
+	// by a test that saw the announcement overtakes the greeting.
+	wmu    sync.Mutex
 	mu     sync.Mutex
 	token  string
 	authed bool
@@ -69,6 +73,13 @@ func (p *peer) isAuthed() bool {
 }
 
 func (p *peer) write(ctx context.Context, msg []byte) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return p.writeLocked(ctx, msg)
+}
+
+// writeLocked is write for a caller holding wmu.
+func (p *peer) writeLocked(ctx context.Context, msg []byte) error {
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	return p.ws.Write(wctx, websocket.MessageText, msg)

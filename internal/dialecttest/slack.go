@@ -161,15 +161,20 @@ func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
 		"debug_info":      map[string]any{"host": "applink-dialecttest", "build_number": 1, "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": "A0DIALECT"},
 	})
-	// hello goes first: a test that sees the connection counted may send
-	// an envelope on it at once, which must not overtake hello.
-	if p.write(s.ctx, hello) != nil {
-		return
-	}
+	// The connection is counted and becomes the one Send writes to before
+	// hello is written, so that a client that has read hello finds the
+	// server ready; hello still goes first, as wmu is held until it is
+	// written and every other write waits for it.
+	p.wmu.Lock()
 	s.authenticated(p, ticket)
 	s.smu.Lock()
 	s.last = p
 	s.smu.Unlock()
+	err := p.writeLocked(s.ctx, hello)
+	p.wmu.Unlock()
+	if err != nil {
+		return
+	}
 	for {
 		_, data, err := p.ws.Read(s.ctx)
 		if err != nil {
