@@ -107,6 +107,10 @@ type Conn struct {
 	mode readMode
 	// reading counts the Reads reading the socket now, in direct mode.
 	reading int
+	// returned is set once the handler has returned, for finish: a handler that panics
+	// gets its connection closed with 1011 instead of 1000. Only the handler's goroutine
+	// touches it.
+	returned bool
 	// readerAt is when the session clock gives a handler that has not called Read a reader
 	// goroutine; zero until the connection is live.
 	readerAt time.Time
@@ -230,6 +234,12 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 	}
 	c.asked++
 	c.mu.Unlock()
+	return c.readQueued(ctx)
+}
+
+// readQueued waits for the next message of the reader goroutine. It is a function of its
+// own so that Read, which stays on the stack of an idle handler, keeps a small frame.
+func (c *Conn) readQueued(ctx context.Context) (websocket.MessageType, []byte, error) {
 	select {
 	case c.askedWake <- struct{}{}:
 	default:
@@ -255,10 +265,25 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 // a ctx that ends while Read waits closes the connection with 1000 instead, which ends the
 // read with the close handshake, and Read returns ctx's error.
 func (c *Conn) readDirect(ctx context.Context) (websocket.MessageType, []byte, error) {
+	defer c.stopReading(c.startReading(ctx))
+	for {
+		typ, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			return 0, nil, c.readError(ctx, err)
+		}
+		if c.heard(typ, data) {
+			return typ, data, nil
+		}
+	}
+}
+
+// startReading counts a Read that reads the socket; while none does, the connection is
+// parked (the peer's silence is not held against it). It returns the stop function of an
+// AfterFunc that closes the connection when the Read's ctx ends, nil for a context that
+// cannot end or is the connection's own (which ends only once the socket is closed).
+func (c *Conn) startReading(ctx context.Context) (stop func() bool) {
 	if ctx.Done() != nil && ctx != c.ctx {
-		// The connection's own context ends only once the socket is closed.
-		stop := context.AfterFunc(ctx, func() { c.shutdown(websocket.StatusNormalClosure, "") })
-		defer stop()
+		stop = context.AfterFunc(ctx, func() { c.shutdown(websocket.StatusNormalClosure, "") })
 	}
 	c.mu.Lock()
 	if c.reading++; c.reading == 1 {
@@ -266,36 +291,47 @@ func (c *Conn) readDirect(ctx context.Context) (websocket.MessageType, []byte, e
 		c.parked, c.heardAt = false, time.Now()
 	}
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		if c.reading--; c.reading == 0 {
-			c.parked = true
-		}
-		c.mu.Unlock()
-	}()
-	for {
-		typ, data, err := c.ws.Read(context.Background())
-		if err != nil {
-			c.readFailed(err)
-			if ctx.Err() != nil && websocket.CloseStatus(err) == -1 {
-				return 0, nil, ctx.Err()
-			}
-			return 0, nil, err
-		}
-		c.mu.Lock()
-		c.heardAt = time.Now()
-		closing := c.closing
-		c.mu.Unlock()
-		if msgType, token, ok := parseClientMessage(typ, data); ok && msgType == typeRefresh {
-			c.refresh(token)
-			continue
-		}
-		if closing {
-			// Keep reading so that the close handshake completes; the message is dropped.
-			continue
-		}
-		return typ, data, nil
+	return stop
+}
+
+// readError ends the connection after the failed read of a Read with ctx, and returns the
+// Read's error: ctx's when ctx ended the read, the read's otherwise.
+func (c *Conn) readError(ctx context.Context, err error) error {
+	c.readFailed(err)
+	if ctx.Err() != nil && websocket.CloseStatus(err) == -1 {
+		return ctx.Err()
 	}
+	return err
+}
+
+// stopReading undoes startReading, and stops the AfterFunc of the Read's context, if any.
+func (c *Conn) stopReading(stop func() bool) {
+	if stop != nil {
+		stop()
+	}
+	c.mu.Lock()
+	if c.reading--; c.reading == 0 {
+		c.parked = true
+	}
+	c.mu.Unlock()
+}
+
+// heard deals with a message readDirect read: it answers a refresh message and drops a
+// message that comes while the connection closes (the read goes on so that the close
+// handshake completes). It reports whether the message is the handler's. Kept out of
+// readDirect, whose frame an idle handler's stack holds.
+//
+//go:noinline
+func (c *Conn) heard(typ websocket.MessageType, data []byte) bool {
+	c.mu.Lock()
+	c.heardAt = time.Now()
+	closing := c.closing
+	c.mu.Unlock()
+	if msgType, token, ok := parseClientMessage(typ, data); ok && msgType == typeRefresh {
+		c.refresh(token)
+		return false
+	}
+	return !closing
 }
 
 // readFailed ends the connection after a failed read. Whatever ended the read (peer close,

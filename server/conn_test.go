@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,13 +267,30 @@ func TestVerifierErrorsAreContained(t *testing.T) {
 }
 
 func TestHandlerPanicClosesConnection(t *testing.T) {
+	// The handler runs on a goroutine of the server's, not net/http's: its panic is
+	// recovered there (the process goes on), logged with its stack, and the connection
+	// closes with 1011; the next connection is served.
+	logs := &syncBuffer{}
 	e := newEnv(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 		c.Handler = HandlerFunc(func(ctx context.Context, c *Conn) {
-			panic("handler bug")
+			if c.Principal().Subject == "alice" {
+				panic("handler bug")
+			}
+			Echo().ServeWS(ctx, c)
 		})
 	})
 	c := e.mustDialAuthed(t, e.wsURL("?token="+e.token(t, "alice")), nil)
 	require.Equal(t, websocket.StatusInternalError, expectClose(t, c).Code)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "handler bug") }, 10*time.Second, 10*time.Millisecond)
+	require.Contains(t, logs.String(), "handler panic")
+	require.Contains(t, logs.String(), "TestHandlerPanicClosesConnection", "the log carries the panic's stack")
+
+	b := e.mustDialAuthed(t, e.wsURL("?token="+e.token(t, "bob")), nil)
+	require.NoError(t, b.Write(ctxT(t), websocket.MessageText, []byte("still here")))
+	_, got, err := b.Read(ctxT(t))
+	require.NoError(t, err)
+	require.Equal(t, "still here", string(got))
 }
 
 // TestPongFollowsTheAnswers checks the ordering a rotating client relies

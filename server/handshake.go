@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -36,23 +38,58 @@ type credential struct {
 // limit, test faults, a well-formed upgrade, Origin, then the credential. Everything that can
 // be refused with an HTTP status is refused before the upgrade; ticket, query and cookie
 // failures are refused after it with a close code, because browsers cannot see the status.
+//
+// The handler runs on a goroutine of its own, started once the connection is authenticated,
+// and net/http's goroutine returns (the connection is hijacked). The handshake's checks,
+// the upgrade and the verification grow a goroutine's stack past 8 KiB, and a stack does not
+// shrink below a quarter of what it holds: run on that goroutine, every idle connection
+// would keep a 16 KiB stack, where a fresh goroutine blocked in Read needs a few.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	s.stats.handshakes.Add(1)
-	ev := s.event(r, StageHandshake, "")
-	if !s.enter() {
-		s.refuseHTTP(w, ev, http.StatusServiceUnavailable, time.Second, "server closed")
-		return
+	if c := s.handshake(w, r); c != nil {
+		go s.serveConn(c)
 	}
-	defer s.wg.Done()
+}
 
+// serveConn runs the handler on an authenticated connection, then closes the connection.
+func (s *Server) serveConn(c *Conn) {
+	defer s.finish(c)
+	s.cfg.Handler.ServeWS(c.ctx, c)
+	c.returned = true
+}
+
+// refuseClosed answers a handshake that comes after Close with 503.
+func (s *Server) refuseClosed(w http.ResponseWriter, r *http.Request) {
+	s.refuseHTTP(w, s.event(r, StageHandshake, ""), http.StatusServiceUnavailable, time.Second, "server closed")
+}
+
+// handshake runs the checks, the upgrade and the authentication of serveWS. It returns the
+// authenticated, registered connection, or nil when it refused the handshake (and has
+// cleaned up after it).
+func (s *Server) handshake(w http.ResponseWriter, r *http.Request) *Conn {
+	s.stats.handshakes.Add(1)
+	if !s.enter() {
+		s.refuseClosed(w, r)
+		return nil
+	}
+	c := s.upgrade(w, r)
+	if c == nil {
+		s.wg.Done()
+	}
+	return c
+}
+
+// upgrade is handshake once the server has counted the connection in (Server.Close waits
+// for it).
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) *Conn {
+	ev := s.event(r, StageHandshake, "")
 	ip := ev.ClientIP
 	if ok, wait := s.handshakeLimit.allow(ip); !ok {
 		s.refuseHTTP(w, ev, http.StatusTooManyRequests, wait, "rate limited")
-		return
+		return nil
 	}
 	if status, retry, detail := s.fault(); status != 0 {
 		s.refuseHTTP(w, ev, status, retry, detail)
-		return
+		return nil
 	}
 	// A request that is not a valid upgrade must be refused before any credential is
 	// looked at: a ticket is consumed only by a handshake that goes through.
@@ -62,12 +99,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Upgrade", "websocket")
 		}
 		s.refuseHTTP(w, ev, status, 0, detail)
-		return
+		return nil
 	}
 	origin := s.origins.check(r, s.requestScheme(r))
 	if origin == originRefused {
 		s.refuseHTTP(w, ev, http.StatusForbidden, 0, "origin not allowed")
-		return
+		return nil
 	}
 
 	cred := s.findCredential(r)
@@ -85,13 +122,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			detail = "no credential the server recognises in the " + cred.unrecognised
 		}
 		s.refuseHTTPText(w, ev, http.StatusUnauthorized, 0, detail, "no credential")
-		return
+		return nil
 	case MethodHeader, MethodSubprotocol:
 		var err error
 		if id, err = s.verify(r.Context(), cred.value); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			s.refuseHTTP(w, ev, http.StatusUnauthorized, 0, err.Error())
-			return
+			return nil
 		}
 		ev.Subject = id.Subject
 		// Taken before the upgrade, so that over the cap the answer is a status with
@@ -100,7 +137,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if slot, ok = s.acquireSlot(r.Context(), id.Subject); !ok {
 			s.stats.principalCapped.Add(1)
 			s.refuseHTTPText(w, ev, http.StatusTooManyRequests, principalRetryAfter, "too many connections for the principal", "too many connections")
-			return
+			return nil
 		}
 		defer func() {
 			if slot != nil { // not handed to a connection
@@ -113,20 +150,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// that strips Origin, which must not ride the session.
 		if origin == originAbsent && !s.cfg.AllowCookieWithoutOrigin {
 			s.refuseHTTPText(w, ev, http.StatusForbidden, 0, "cookie handshake without Origin", "cookie authentication needs an Origin header")
-			return
+			return nil
 		}
 		if !s.lookupStored(w, r, &cred, ev) {
-			return
+			return nil
 		}
 	case MethodTicket:
 		if !s.lookupStored(w, r, &cred, ev) {
-			return
+			return nil
 		}
 	case MethodFirstMessage:
 		release, ok := s.preAuth.Acquire(r.Context(), ip)
 		if !ok {
 			s.refuseHTTP(w, ev, http.StatusTooManyRequests, time.Second, "too many connections waiting for auth")
-			return
+			return nil
 		}
 		// The slot is given back as soon as the auth message has been dealt with.
 		defer release()
@@ -144,7 +181,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		ev.Reason = http.StatusText(rec.status)
 		ev.Detail = "upgrade failed"
 		s.report(ev)
-		return
+		return nil
 	}
 	ws.SetReadLimit(s.cfg.PreAuthReadLimit)
 
@@ -157,33 +194,38 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuseWS(ev, websocket.StatusGoingAway, ReasonShuttingDown, "server closed")
 		_ = ws.Close(websocket.StatusGoingAway, ReasonShuttingDown)
 		c.cancel()
-		return
+		return nil
 	}
-	defer s.unregister(c)
 	c.slot, slot = slot, nil
 	c.startClock()
 
 	if !s.authenticateConn(c, cred, id, ev) {
 		<-c.superDone
-		return
+		s.unregister(c)
+		return nil
 	}
+	return c
+}
 
-	returned := false
-	defer func() {
-		// A handler that panics still gets its connection closed (1011) and its goroutines
-		// waited for; the panic then goes on to net/http.
-		code := websocket.StatusInternalError
-		if returned {
-			code = websocket.StatusNormalClosure
+// finish closes a connection whose handler has returned, with 1000, or panicked, with 1011,
+// waits for its goroutines and unregisters it. A panic is recovered and logged with its
+// stack, as net/http does for a handler of its own, so that one connection's bug does not
+// end the process; http.ErrAbortHandler is not logged.
+func (s *Server) finish(c *Conn) {
+	defer s.wg.Done()
+	code := websocket.StatusNormalClosure
+	if !c.returned {
+		code = websocket.StatusInternalError
+		if p := recover(); p != nil && p != http.ErrAbortHandler {
+			s.log.Error("wsauth/server: handler panic", "remote", c.remoteAddr, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
-		c.shutdown(code, "")
-		<-c.superDone
-		c.settleReader()
-		<-c.readerDone
-		c.pings.Wait() // the socket is closed: a ping still waiting returns now
-	}()
-	s.cfg.Handler.ServeWS(c.ctx, c)
-	returned = true
+	}
+	c.shutdown(code, "")
+	<-c.superDone
+	c.settleReader()
+	<-c.readerDone
+	c.pings.Wait() // the socket is closed: a ping still waiting returns now
+	s.unregister(c)
 }
 
 // authenticateConn finishes authentication after the upgrade and reports the decision.

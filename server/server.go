@@ -729,12 +729,24 @@ func (s *Server) expiryFor(now, credExpiry time.Time, ttl time.Duration) time.Ti
 }
 
 // event starts an AuthEvent for request r.
+//
+// Not inlined: inlined, every call site would keep a copy of the event in the caller's
+// frame, and serveWS's handshake is on the stack of every connection's goroutine when it
+// grows.
+//
+//go:noinline
 func (s *Server) event(r *http.Request, stage Stage, m Method) AuthEvent {
 	return AuthEvent{Stage: stage, RemoteAddr: r.RemoteAddr, ClientIP: s.clientIP(r), Method: m}
 }
 
 // refuseHTTP answers r without an upgrade and reports the refusal. A positive retry sets
 // Retry-After in whole seconds (at least one).
+//
+// Not inlined: inlined, every call site would keep a copy of the event in the caller's
+// frame, and serveWS's handshake is on the stack of every connection's goroutine when it
+// grows.
+//
+//go:noinline
 func (s *Server) refuseHTTP(w http.ResponseWriter, ev AuthEvent, status int, retry time.Duration, detail string) {
 	s.refuseHTTPText(w, ev, status, retry, detail, "")
 }
@@ -769,6 +781,12 @@ func retryAfterValue(d time.Duration) string {
 }
 
 // refuseWS reports a refusal after the upgrade; the caller closes the connection.
+//
+// Not inlined: inlined, every call site would keep a copy of the event in the caller's
+// frame, and serveWS's handshake is on the stack of every connection's goroutine when it
+// grows.
+//
+//go:noinline
 func (s *Server) refuseWS(ev AuthEvent, code websocket.StatusCode, reason, detail string) {
 	ev.Code = code
 	ev.Reason = reason
