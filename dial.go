@@ -15,6 +15,32 @@ import (
 	"github.com/coder/websocket"
 )
 
+// connectAside is connect on a goroutine of its own, which the caller
+// waits for. A dial grows its goroutine's stack (HTTP, TLS, the dialect's
+// JSON) well past what the supervisor needs while it waits on a live
+// connection, and the runtime shrinks a stack only while a quarter of it is
+// in use: dialed on the supervisor's goroutine, every idle client would keep
+// the dial's stack.
+func (c *Client) connectAside(ctx context.Context, why Reason, attempt int, rotating bool) (*physConn, Ending) {
+	a := &aside{}
+	a.wg.Add(1)
+	go a.connect(c, ctx, why, attempt, rotating)
+	a.wg.Wait()
+	return a.pc, a.end
+}
+
+// aside carries connectAside's result back.
+type aside struct {
+	wg  sync.WaitGroup
+	pc  *physConn
+	end Ending
+}
+
+func (a *aside) connect(c *Client, ctx context.Context, why Reason, attempt int, rotating bool) {
+	defer a.wg.Done()
+	a.pc, a.end = c.connect(ctx, why, attempt, rotating)
+}
+
 // connect makes one physical connection: credentials, handshake, in-band
 // exchange. On failure the Ending says how far it got.
 func (c *Client) connect(ctx context.Context, why Reason, attempt int, rotating bool) (*physConn, Ending) {

@@ -184,7 +184,7 @@ func rotationRetry(bo *FullJitter, pc *physConn) time.Duration {
 // only then are the new connection's messages delivered. A failure is
 // reported as an event; nil means the old connection stays.
 func (c *Client) rotate(old *physConn, attempt int) *physConn {
-	nw, end := c.connect(c.ctx, ReasonReconnect, attempt, true)
+	nw, end := c.connectAside(c.ctx, ReasonReconnect, attempt, true)
 	if nw == nil {
 		if c.ctx.Err() == nil {
 			c.emit(Event{Kind: EventRefreshFailed, Err: end.Err})

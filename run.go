@@ -32,7 +32,7 @@ func (c *Client) run() {
 		run.attempts++
 		attempt := run.attempts
 		c.enter(StateConnecting, Event{Kind: EventConnecting, Attempt: attempt, Reason: why})
-		pc, end := c.connect(c.ctx, why, attempt, false)
+		pc, end := c.connectAside(c.ctx, why, attempt, false)
 		if pc != nil {
 			end = c.supervise(pc, attempt, why)
 		}
