@@ -29,6 +29,11 @@ type Handler interface {
 	// ServeWS serves one authenticated connection. ctx ends when the connection ends (closed
 	// by either side, expired, revoked or shut down); ServeWS should then return. When ServeWS
 	// returns the server closes the connection with 1000, if it is not closed already.
+	//
+	// ServeWS runs on a goroutine of its own, not on net/http's (which returns once the
+	// connection is authenticated). A panic in ServeWS closes the connection with 1011 and
+	// is logged with its stack to Config.Logger (without one, to the standard logger); the
+	// process goes on, as with a panic in an http.Handler.
 	ServeWS(ctx context.Context, c *Conn)
 }
 

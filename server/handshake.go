@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -217,7 +218,13 @@ func (s *Server) finish(c *Conn) {
 	if !c.returned {
 		code = websocket.StatusInternalError
 		if p := recover(); p != nil && p != http.ErrAbortHandler {
-			s.log.Error("wsauth/server: handler panic", "remote", c.remoteAddr, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if s.cfg.Logger != nil {
+				s.log.Error("wsauth/server: handler panic", "remote", c.remoteAddr, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			} else {
+				// Without a Logger a panic still must not vanish: net/http writes its
+				// handlers' panics to the standard logger too.
+				log.Printf("wsauth/server: panic serving %s: %v\n%s", c.remoteAddr, p, debug.Stack())
+			}
 		}
 	}
 	c.shutdown(code, "")
