@@ -88,23 +88,23 @@ func (cc cellConfig) mode() string {
 
 // cellResult is what a cell found.
 type cellResult struct {
-	Phase       string   `json:"phase"`
-	Fault       string   `json:"fault"`
-	Mode        string   `json:"mode"`
-	Reconnects  int      `json:"reconnects"`
-	Fetches     int      `json:"credential_fetches"`
-	Tokens      int      `json:"tokens_minted"`
-	Tickets     int      `json:"tickets_issued"`
-	Refusals    int      `json:"refusals"`
-	Reoffered   int      `json:"refused_credentials_reoffered"`
-	Refreshes   int      `json:"refreshes"`
-	Rotations   int      `json:"rotations"`
-	Injected    int      `json:"faults_injected"`
-	Stopped     string   `json:"client_stopped,omitempty"`
-	Seconds     float64  `json:"seconds"`
-	Failures    []string `json:"failures,omitempty"`
-	Err         string   `json:"error,omitempty"`
-	tally    `json:"messages"`
+	Phase      string   `json:"phase"`
+	Fault      string   `json:"fault"`
+	Mode       string   `json:"mode"`
+	Reconnects int      `json:"reconnects"`
+	Fetches    int      `json:"credential_fetches"`
+	Tokens     int      `json:"tokens_minted"`
+	Tickets    int      `json:"tickets_issued"`
+	Refusals   int      `json:"refusals"`
+	Reoffered  int      `json:"refused_credentials_reoffered"`
+	Refreshes  int      `json:"refreshes"`
+	Rotations  int      `json:"rotations"`
+	Injected   int      `json:"faults_injected"`
+	Stopped    string   `json:"client_stopped,omitempty"`
+	Seconds    float64  `json:"seconds"`
+	Failures   []string `json:"failures,omitempty"`
+	Err        string   `json:"error,omitempty"`
+	tally      `json:"messages"`
 }
 
 // line is the cell's one line of the table.
@@ -310,7 +310,11 @@ func runCell(ctx context.Context, cc cellConfig) cellResult {
 	res.Injected = injected
 	res.Seconds = time.Since(start).Seconds()
 	res.Failures = res.tally.failures()
-	if res.Reoffered > 0 {
+	// A fault that loses bytes can swallow the refusal itself (a 401 cut
+	// in half, an auth_invalid in a black hole): the client never learned
+	// of it, and offering the credential again is then right. Only where
+	// every byte arrives is a re-offer a broken guarantee.
+	if res.Reoffered > 0 && lossless[cc.fault.name] {
 		res.Failures = append(res.Failures, fmt.Sprintf("%d refused credentials offered again", res.Reoffered))
 	}
 	if cc.confirmed {
@@ -328,6 +332,9 @@ func runCell(ctx context.Context, cc cellConfig) cellResult {
 	}
 	return res
 }
+
+// lossless are the faults that delay bytes but never lose them.
+var lossless = map[string]bool{"latency": true, "bandwidth": true, "slow-close": true}
 
 // drive injects f at ph again and again until ctx ends, and returns how
 // many times it did.
