@@ -1,7 +1,9 @@
 // Package faultproxy provides a loopback TCP proxy for tests that need to
 // simulate network faults between a client and a server: added latency,
-// abrupt connection loss, half-open (black-holed) connections, stalled
-// delivery and a server that refuses connections.
+// limited bandwidth, abrupt connection loss (a reset now, after a byte
+// budget, or in the middle of the next chunk), half-open (black-holed)
+// connections, stalled delivery, closes that reach the peer late and a
+// server that refuses connections.
 //
 // The proxy is byte-oriented and knows nothing about the protocol it carries,
 // so it works for WebSocket, HTTP or any other TCP protocol. Tests dial
@@ -24,6 +26,38 @@ import (
 	"sync/atomic"
 	"time"
 )
+
+// Direction names which way data flows through the proxy. The faults that
+// can differ by direction take a Direction; Both applies to the two.
+type Direction int
+
+// The directions.
+const (
+	// Upstream is data from the client to the server.
+	Upstream Direction = 1 << iota
+	// Downstream is data from the server to the client.
+	Downstream
+	// Both is Upstream and Downstream.
+	Both = Upstream | Downstream
+)
+
+// index is d's slot in the per-direction arrays; d is one direction.
+func (d Direction) index() int {
+	if d == Downstream {
+		return 1
+	}
+	return 0
+}
+
+// each calls fn with the slot of every direction in d.
+func (d Direction) each(fn func(i int)) {
+	if d&Upstream != 0 {
+		fn(0)
+	}
+	if d&Downstream != 0 {
+		fn(1)
+	}
+}
 
 // queueLen bounds how many read chunks may wait for delivery in each
 // direction. When the queue is full the proxy stops reading, so a stalled or
@@ -48,6 +82,12 @@ type Proxy struct {
 	stalled   bool
 	unstalled chan struct{} // closed while not stalled; replaced by Stall(true)
 	held      atomic.Int64  // bytes a stall is holding now
+	// Per direction (Direction.index):
+	rate      [2]int64         // bytes per second, 0 for no limit
+	cutAt     [2]int           // bytes of the next chunk to forward before a reset; -1 when not armed
+	limit     [2]int64         // bytes a connection may carry before a reset, 0 for no limit
+	limitGen  [2]int64         // bumped by SetDataLimit, so budgets count from the call
+	slowClose [2]time.Duration // how long a close in that direction is held
 	links     map[*link]struct{}
 	accepted  int
 	closed    bool
@@ -77,6 +117,7 @@ func New(target string) (*Proxy, error) {
 		target:    target,
 		unstalled: unstalled,
 		links:     make(map[*link]struct{}),
+		cutAt:     [2]int{-1, -1},
 	}
 	p.wg.Go(p.acceptLoop)
 	return p, nil
@@ -114,9 +155,11 @@ func (p *Proxy) SetLatency(d time.Duration) {
 }
 
 // Cut abruptly closes both sides of every current connection, with a TCP
-// reset where possible, as if the network path died and the peers noticed.
-// It returns how many connections it closed. New connections are still
-// accepted afterwards.
+// reset (SO_LINGER 0, so the peers read ECONNRESET rather than EOF), as if
+// the network path died and the peers noticed. It is the proxy's "reset
+// now" fault; CutMidFrame and SetDataLimit end a connection the same way,
+// but at a chosen byte. It returns how many connections it closed. New
+// connections are still accepted afterwards.
 func (p *Proxy) Cut() int {
 	p.mu.Lock()
 	links := p.links
@@ -126,6 +169,74 @@ func (p *Proxy) Cut() int {
 		l.close(true)
 	}
 	return len(links)
+}
+
+// SetBandwidth limits the data delivered in dir to bytesPerSec on each
+// connection, current and new; 0 (or a negative value) removes the limit.
+// Data is paced in slices of a twentieth of a second's worth, so a chunk
+// larger than that trickles out instead of leaving in one burst, and a
+// change of the rate applies from the next slice. A connection that was
+// idle gets no credit for its idle time: a real link cannot send faster
+// later for having been quiet. The limit holds each connection separately,
+// as a per-flow shaper would; the proxy's total is not limited.
+func (p *Proxy) SetBandwidth(dir Direction, bytesPerSec int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dir.each(func(i int) { p.rate[i] = max(bytesPerSec, 0) })
+}
+
+// CutMidFrame arms a one-shot cut in dir: the next chunk the proxy
+// delivers in that direction, on any connection, is forwarded only up to
+// its first k bytes (never the whole chunk: at least one byte is withheld),
+// and then both sides of that connection are reset, as Cut does. A peer
+// thus receives half of whatever message was in flight, which is how a
+// WebSocket frame gets cut in half on a real path. A negative k disarms a
+// cut that has not fired yet; arming again replaces k. Armed tells
+// whether it has fired.
+func (p *Proxy) CutMidFrame(dir Direction, k int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dir.each(func(i int) { p.cutAt[i] = max(k, -1) })
+}
+
+// Armed reports whether a CutMidFrame in dir is still waiting for a chunk
+// (for Both, whether either is).
+func (p *Proxy) Armed(dir Direction) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	armed := false
+	dir.each(func(i int) { armed = armed || p.cutAt[i] >= 0 })
+	return armed
+}
+
+// SetDataLimit resets every connection, current and new, once it has
+// carried n bytes in dir; the chunk that crosses the limit is forwarded up
+// to exactly n bytes, so the cut usually falls inside a message. The
+// budget counts from the later of the connection's start and this call:
+// a connection that carried more before the call still gets n bytes. 0
+// (or a negative n) removes the limit.
+func (p *Proxy) SetDataLimit(dir Direction, n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dir.each(func(i int) {
+		p.limit[i] = max(n, 0)
+		p.limitGen[i]++
+	})
+}
+
+// SetSlowClose delays how a close travels in dir by d, on every connection,
+// current and new; 0 (or a negative d) restores prompt closes. When the
+// sending side in dir closes (the client for Upstream, the server for
+// Downstream), the proxy delivers what that side sent, then keeps the
+// receiving side open for d before closing it, as a path that loses or
+// delays the FIN would; meanwhile data from the receiving side is still
+// forwarded where it can be, and dropped where the closed side no longer
+// takes it. A hold already running keeps the d it started with; Cut and
+// Close end it at once.
+func (p *Proxy) SetSlowClose(dir Direction, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dir.each(func(i int) { p.slowClose[i] = max(d, 0) })
 }
 
 // Blackhole simulates half-open TCP connections. While on, existing and new
@@ -246,8 +357,8 @@ func (p *Proxy) serve(l *link, target string) {
 		return
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { p.pipe(l, l.client, server) })
-	p.pipe(l, server, l.client)
+	wg.Go(func() { p.pipe(l, Upstream, l.client, server) })
+	p.pipe(l, Downstream, server, l.client)
 	wg.Wait()
 }
 
@@ -265,13 +376,14 @@ type chunk struct {
 	due  time.Time
 }
 
-// pipe copies src to dst. Reading and writing run in separate goroutines so
-// latency applies per chunk instead of accumulating: later chunks are read
-// while earlier ones wait out their delay.
-func (p *Proxy) pipe(l *link, src, dst net.Conn) {
+// pipe copies src to dst, which is direction dir. Reading and writing run
+// in separate goroutines so latency applies per chunk instead of
+// accumulating: later chunks are read while earlier ones wait out their
+// delay.
+func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 	q := make(chan chunk, queueLen)
 	var wg sync.WaitGroup
-	wg.Go(func() { p.writeLoop(l, dst, q) })
+	wg.Go(func() { p.writeLoop(l, dir, dst, q) })
 	p.readLoop(l, src, q)
 	wg.Wait()
 }
@@ -299,33 +411,65 @@ func (p *Proxy) readLoop(l *link, src net.Conn, q chan<- chunk) {
 	}
 }
 
-// writeLoop delivers queued chunks to dst in order. When the source is
-// exhausted it closes the link, unless the link is black-holed: a half-open
-// connection must not tell the other peer anything.
-func (p *Proxy) writeLoop(l *link, dst net.Conn, q <-chan chunk) {
+// writeLoop delivers queued chunks to dst, direction dir, in order. When
+// the source is exhausted it closes the link, after the slow-close hold if
+// one is set, unless the link is black-holed: a half-open connection must
+// not tell the other peer anything. While the other direction holds the
+// link open, a failed write does not close it: the hold decides when.
+func (p *Proxy) writeLoop(l *link, dir Direction, dst net.Conn, q <-chan chunk) {
+	w := &writer{p: p, l: l, i: dir.index(), dst: dst}
 	for c := range q {
-		if !p.deliver(l, dst, c) {
+		if !w.deliver(c) {
+			if l.holding.Load() {
+				continue // drain q; the hold closes the link
+			}
 			l.close(false)
 			return
 		}
 	}
-	if !l.blackholed.Load() {
-		l.close(false)
-	}
-}
-
-// deliver waits out latency and stall, then writes c unless the link is
-// black-holed. It reports false if the link is finished.
-func (p *Proxy) deliver(l *link, dst net.Conn, c chunk) bool {
 	if l.blackholed.Load() {
-		return true // no point holding bytes that will be dropped
+		return
 	}
-	if wait := time.Until(c.due); wait > 0 {
-		t := time.NewTimer(wait)
+	p.mu.Lock()
+	hold := p.slowClose[w.i]
+	p.mu.Unlock()
+	if hold > 0 && l.holding.CompareAndSwap(false, true) {
+		t := time.NewTimer(hold)
 		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-l.done:
+		}
+		l.close(false)
+		return
+	}
+	if !l.holding.Load() {
+		l.close(false)
+	}
+}
+
+// writer is the delivering half of one direction of a link; only its
+// writeLoop goroutine uses it.
+type writer struct {
+	p    *Proxy
+	l    *link
+	i    int // Direction.index
+	dst  net.Conn
+	pace time.Time // when the bandwidth limit lets the next slice go
+	sent int64     // bytes delivered since the data limit's generation gen
+	gen  int64
+}
+
+// deliver waits out latency and stall, applies the one-shot cut and the
+// data limit, then writes c at the allowed rate unless the link is
+// black-holed. It reports false if the link is finished.
+func (w *writer) deliver(c chunk) bool {
+	p, l := w.p, w.l
+	if l.blackholed.Load() {
+		return true // no point holding bytes that will be dropped
+	}
+	if wait := time.Until(c.due); wait > 0 {
+		if !l.wait(wait) {
 			return false
 		}
 	}
@@ -348,8 +492,69 @@ func (p *Proxy) deliver(l *link, dst net.Conn, c chunk) bool {
 	if l.blackholed.Load() {
 		return true // dropped on the floor, connection stays open
 	}
-	_, err := dst.Write(c.data)
-	return err == nil
+	data, reset := w.budget(c.data)
+	if !w.write(data) {
+		return false
+	}
+	if reset {
+		l.close(true)
+		return false
+	}
+	return true
+}
+
+// budget applies an armed CutMidFrame and the data limit to data: it
+// returns the part to forward and whether the link is to be reset after
+// it.
+func (w *writer) budget(data []byte) ([]byte, bool) {
+	p := w.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	reset := false
+	if k := p.cutAt[w.i]; k >= 0 {
+		p.cutAt[w.i] = -1
+		data = data[:min(k, len(data)-1)]
+		reset = true
+	}
+	if lim := p.limit[w.i]; lim > 0 {
+		if w.gen != p.limitGen[w.i] {
+			w.gen, w.sent = p.limitGen[w.i], 0
+		}
+		if left := lim - w.sent; int64(len(data)) >= left {
+			data = data[:max(left, 0)]
+			reset = true
+		}
+		w.sent += int64(len(data))
+	}
+	return data, reset
+}
+
+// write writes data to the destination, in slices paced by the bandwidth
+// limit when there is one. It reports false if the write failed or the
+// link finished while waiting.
+func (w *writer) write(data []byte) bool {
+	for len(data) > 0 {
+		w.p.mu.Lock()
+		rate := w.p.rate[w.i]
+		w.p.mu.Unlock()
+		if rate <= 0 {
+			_, err := w.dst.Write(data)
+			return err == nil
+		}
+		n := int(min(int64(len(data)), max(rate/20, 1)))
+		if wait := time.Until(w.pace); wait > 0 && !w.l.wait(wait) {
+			return false
+		}
+		if _, err := w.dst.Write(data[:n]); err != nil {
+			return false
+		}
+		if now := time.Now(); w.pace.Before(now) {
+			w.pace = now // no credit for idle time
+		}
+		w.pace = w.pace.Add(time.Duration(int64(n) * int64(time.Second) / rate))
+		data = data[n:]
+	}
+	return true
 }
 
 // link is one proxied connection: the accepted client socket and, once
@@ -357,11 +562,24 @@ func (p *Proxy) deliver(l *link, dst net.Conn, c chunk) bool {
 type link struct {
 	client     net.Conn
 	blackholed atomic.Bool   // permanent once set: dropped data never comes back
+	holding    atomic.Bool   // a slow close is holding the link open
 	done       chan struct{} // closed by close, stops all waits of this link
 
 	mu     sync.Mutex
 	server net.Conn // nil until the dial succeeds
 	closed bool
+}
+
+// wait waits d, and reports false if the link finished first.
+func (l *link) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.done:
+		return false
+	}
 }
 
 // attach records the dialled server socket. It reports false, and closes

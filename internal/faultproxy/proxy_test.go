@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -472,4 +473,307 @@ func TestCutDuringTraffic(t *testing.T) {
 			t.Fatal("client did not notice the cut")
 		}
 	}
+}
+
+// sinkServer is a real loopback TCP server that, for every connection,
+// runs greet (if any), then reads until the connection fails and reports
+// what it read and how the read ended.
+type sinkServer struct {
+	ln    net.Listener
+	wg    sync.WaitGroup
+	ended chan sunk
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// sunk is one connection as the sink server saw it.
+type sunk struct {
+	data []byte
+	err  error // nil for a clean EOF
+}
+
+func newSink(t *testing.T, greet func(net.Conn)) *sinkServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &sinkServer{ln: ln, ended: make(chan sunk, 16), conns: make(map[net.Conn]struct{})}
+	s.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns[c] = struct{}{}
+			s.mu.Unlock()
+			s.wg.Go(func() {
+				defer c.Close()
+				if greet != nil {
+					greet(c)
+				}
+				data, err := io.ReadAll(c)
+				s.ended <- sunk{data: data, err: err}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		s.ln.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *sinkServer) addr() string { return s.ln.Addr().String() }
+
+// next returns the next connection the sink saw end.
+func (s *sinkServer) next(t *testing.T) sunk {
+	t.Helper()
+	select {
+	case e := <-s.ended:
+		return e
+	case <-time.After(waitFor):
+		t.Fatal("the server's connection did not end")
+		return sunk{}
+	}
+}
+
+// requireReset requires that reading c yields nothing more than want and
+// then fails with ECONNRESET: the peer was reset, not closed in order.
+func requireReset(t *testing.T, c net.Conn, want []byte) {
+	t.Helper()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitFor)))
+	got, err := io.ReadAll(c)
+	require.Equal(t, string(want), string(got))
+	require.ErrorIs(t, err, syscall.ECONNRESET)
+}
+
+func TestCutResetsBothSides(t *testing.T) {
+	sink := newSink(t, func(c net.Conn) { _, _ = c.Write([]byte("hi")) })
+	p := newProxy(t, sink.addr())
+	c := dial(t, p)
+	requireRead(t, c, []byte("hi"))
+	require.Equal(t, 1, p.Cut())
+	requireReset(t, c, nil)
+	e := sink.next(t)
+	require.ErrorIs(t, e.err, syscall.ECONNRESET, "the server side is reset too, not closed")
+}
+
+func TestCutMidFrameUpstream(t *testing.T) {
+	sink := newSink(t, func(c net.Conn) { _, _ = c.Write([]byte("ready")) })
+	p := newProxy(t, sink.addr())
+	c := dial(t, p)
+	requireRead(t, c, []byte("ready")) // the link is up: the next write is one chunk
+	require.False(t, p.Armed(Both))
+
+	p.CutMidFrame(Upstream, 3)
+	require.True(t, p.Armed(Upstream))
+	require.False(t, p.Armed(Downstream))
+	_, err := c.Write([]byte("hello world"))
+	require.NoError(t, err)
+	e := sink.next(t)
+	require.Equal(t, "hel", string(e.data), "only the first k bytes of the chunk pass")
+	require.ErrorIs(t, e.err, syscall.ECONNRESET)
+	requireReset(t, c, nil)
+	require.False(t, p.Armed(Both), "the cut is one-shot")
+
+	// A new connection is not cut.
+	c2 := dial(t, p)
+	requireRead(t, c2, []byte("ready"))
+	_, err = c2.Write([]byte("whole"))
+	require.NoError(t, err)
+	require.NoError(t, c2.Close())
+	e = sink.next(t)
+	require.Equal(t, "whole", string(e.data))
+	require.NoError(t, e.err)
+}
+
+func TestCutMidFrameDownstreamWithholdsAtLeastOneByte(t *testing.T) {
+	echo := newEcho(t)
+	p := newProxy(t, echo.addr())
+	c := dial(t, p)
+	roundTrip(t, c, []byte("x"))
+
+	p.CutMidFrame(Downstream, 100) // larger than the chunk
+	_, err := c.Write([]byte("abcdef"))
+	require.NoError(t, err)
+	requireReset(t, c, []byte("abcde"))
+	require.Eventually(t, func() bool { return p.Conns() == 0 && echo.live() == 0 }, waitFor, 10*time.Millisecond)
+
+	// Disarming works before a chunk comes.
+	c2 := dial(t, p)
+	p.CutMidFrame(Downstream, 1)
+	p.CutMidFrame(Downstream, -1)
+	require.False(t, p.Armed(Both))
+	roundTrip(t, c2, []byte("intact"))
+}
+
+func TestDataLimit(t *testing.T) {
+	sink := newSink(t, func(c net.Conn) { _, _ = c.Write([]byte("go")) })
+	p := newProxy(t, sink.addr())
+	p.SetDataLimit(Upstream, 10)
+
+	c := dial(t, p)
+	requireRead(t, c, []byte("go"))                         // downstream is not limited
+	for _, part := range []string{"abcd", "efgh", "ijkl"} { // 12 bytes: the third crosses the limit
+		_, err := c.Write([]byte(part))
+		require.NoError(t, err)
+	}
+	e := sink.next(t)
+	require.Equal(t, "abcdefghij", string(e.data), "exactly the budget passes")
+	require.ErrorIs(t, e.err, syscall.ECONNRESET)
+	requireReset(t, c, nil)
+
+	// Every connection has a budget of its own; 0 removes the limit.
+	c2 := dial(t, p)
+	requireRead(t, c2, []byte("go"))
+	p.SetDataLimit(Upstream, 0)
+	_, err := c2.Write(lines(0, 10))
+	require.NoError(t, err)
+	require.NoError(t, c2.Close())
+	e = sink.next(t)
+	require.NoError(t, e.err)
+	require.Equal(t, string(lines(0, 10)), string(e.data))
+}
+
+func TestDataLimitCountsFromTheCall(t *testing.T) {
+	sink := newSink(t, func(c net.Conn) { _, _ = c.Write([]byte("go")) })
+	p := newProxy(t, sink.addr())
+	c := dial(t, p)
+	requireRead(t, c, []byte("go"))
+	// Downstream has carried 2 bytes; a limit of 3 from now lets 3 more
+	// pass and then resets.
+	p.SetDataLimit(Downstream, 3)
+	p.SetDataLimit(Upstream, 5)
+	_, err := c.Write([]byte("12345678"))
+	require.NoError(t, err)
+	e := sink.next(t)
+	require.Equal(t, "12345", string(e.data))
+	requireReset(t, c, nil)
+}
+
+func TestSlowCloseHoldsTheOtherSide(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dir  Direction
+	}{{"server closes", Downstream}, {"client closes", Upstream}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := newSink(t, func(c net.Conn) {
+				_, _ = c.Write([]byte("bye"))
+				if tc.dir == Downstream {
+					c.Close()
+				}
+			})
+			p := newProxy(t, sink.addr())
+			p.SetSlowClose(tc.dir, time.Hour)
+			c := dial(t, p)
+			requireRead(t, c, []byte("bye"))
+			if tc.dir == Downstream {
+				// The server has closed; the client still sees an open,
+				// silent connection, and what it writes is dropped.
+				sink.next(t)
+				requireQuiet(t, c)
+				_, err := c.Write([]byte("into the closed side"))
+				require.NoError(t, err)
+				requireQuiet(t, c)
+			} else {
+				_, err := c.Write([]byte("last"))
+				require.NoError(t, err)
+				require.NoError(t, c.Close())
+				// The server gets the data, but not the close.
+				select {
+				case e := <-sink.ended:
+					t.Fatalf("the server saw the close during the hold: %q %v", e.data, e.err)
+				case <-time.After(quietFor):
+				}
+			}
+			require.Equal(t, 1, p.Conns())
+			// Cut ends the hold at once.
+			require.Equal(t, 1, p.Cut())
+			if tc.dir == Downstream {
+				requireClosed(t, c)
+			} else {
+				e := sink.next(t)
+				require.Equal(t, "last", string(e.data))
+			}
+		})
+	}
+}
+
+func TestSlowCloseEnds(t *testing.T) {
+	sink := newSink(t, func(c net.Conn) {
+		_, _ = c.Write([]byte("bye"))
+		c.Close()
+	})
+	p := newProxy(t, sink.addr())
+	p.SetSlowClose(Both, 50*time.Millisecond)
+	c := dial(t, p)
+	requireRead(t, c, []byte("bye"))
+	requireClosed(t, c) // after the hold, an ordinary close
+	require.Eventually(t, func() bool { return p.Conns() == 0 }, waitFor, 10*time.Millisecond)
+
+	// Without it, closes are prompt again (the link goes away with no
+	// hold to wait out; the test only checks it goes away).
+	p.SetSlowClose(Both, 0)
+	c2 := dial(t, p)
+	requireRead(t, c2, []byte("bye"))
+	requireClosed(t, c2)
+}
+
+func TestBandwidth(t *testing.T) {
+	echo := newEcho(t)
+	p := newProxy(t, echo.addr())
+	c := dial(t, p)
+	roundTrip(t, c, []byte("x"))
+
+	const rate = 8 << 10
+	p.SetBandwidth(Upstream, rate)
+	want := lines(0, 400) // 5,200 bytes
+	start := time.Now()
+	go func() { _, _ = c.Write(want) }()
+	requireRead(t, c, want)
+	// A lower bound only, which a slow machine cannot break: at 8 KiB/s
+	// the bytes need more than half a second; allow a slice of slack.
+	min := time.Duration(len(want))*time.Second/rate - 100*time.Millisecond
+	require.GreaterOrEqual(t, time.Since(start), min, "the limit did not hold")
+
+	// Removing the limit lets data through at once (checked only for
+	// integrity: speed is not asserted).
+	p.SetBandwidth(Both, 0)
+	big := make([]byte, 1<<20)
+	_, _ = rand.Read(big)
+	go func() { _, _ = c.Write(big) }()
+	requireRead(t, c, big)
+}
+
+func TestCloseEndsHoldsAndPacing(t *testing.T) {
+	sink := newSink(t, func(c net.Conn) {
+		_, _ = c.Write([]byte("bye"))
+		c.Close()
+	})
+	ignore := goleak.IgnoreCurrent()
+	p, err := New(sink.addr())
+	require.NoError(t, err)
+	p.SetSlowClose(Downstream, time.Hour)
+	p.SetBandwidth(Upstream, 1)
+	c := dial(t, p)
+	requireRead(t, c, []byte("bye"))
+	_, err = c.Write(bytes.Repeat([]byte("z"), 100)) // a hundred seconds' worth
+	require.NoError(t, err)
+
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("Close did not return")
+	}
+	requireClosed(t, c)
+	goleak.VerifyNone(t, ignore)
 }
