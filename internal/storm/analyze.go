@@ -13,7 +13,7 @@ const bucket = 100 * time.Millisecond
 // result is one run: one policy, one way of stopping the server.
 type result struct {
 	Policy  string `json:"policy"` // "full jitter", "no jitter"
-	Stop    string `json:"stop"`   // "graceful", "kill"
+	Stop    string `json:"stop"`   // "graceful", "kill", "going-away"
 	Clients int    `json:"clients"`
 
 	// Stopping is how long the old server took from the signal to its
@@ -52,7 +52,7 @@ type result struct {
 	DropCodes map[int]int `json:"drop_codes"`
 
 	// Histograms per 100 ms since the restart: reconnections (a client's
-	// first EventConnected after it), connection attempts
+	// first EventConnected after it, or EventRotated after going_away), connection attempts
 	// (EventConnecting), ticket requests and authenticated handshakes at
 	// the new server.
 	Reconnects []int `json:"reconnects"`
@@ -92,7 +92,7 @@ func analyze(r *result, t0 time.Time, logs [][]wsauth.Event, rec *records) {
 						dropped = true
 					}
 				}
-			case wsauth.EventConnected:
+			case wsauth.EventConnected, wsauth.EventRotated:
 				if !reconnected {
 					times = append(times, at)
 					reconnected = true
@@ -110,7 +110,7 @@ func analyze(r *result, t0 time.Time, logs [][]wsauth.Event, rec *records) {
 	r.PeakAttempts = slices.Max(append(r.AttemptsH, 0))
 	r.PeakTickets = slices.Max(append(r.TicketsH, 0))
 	r.PeakHandshakes = slices.Max(append(r.Handshakes, 0))
-	r.Tickets = len(rec.Tickets)
+	r.Tickets = sum(r.TicketsH)
 	r.TicketsRefused = rec.TicketsRefused
 	r.HandshakesRefused = rec.HandshakesRefused
 	r.InvalidTickets = rec.InvalidTickets
@@ -120,6 +120,14 @@ func analyze(r *result, t0 time.Time, logs [][]wsauth.Event, rec *records) {
 		r.P50 = percentile(times, 50)
 		r.P99 = percentile(times, 99)
 	}
+}
+
+func sum(h []int) int {
+	n := 0
+	for _, v := range h {
+		n += v
+	}
+	return n
 }
 
 // since converts Unix nanoseconds to durations since t0, dropping those

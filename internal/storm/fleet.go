@@ -177,12 +177,13 @@ func (f *fleet) onEvent(i int, e wsauth.Event) {
 	l.mu.Lock()
 	l.events = append(l.events, e)
 	var initial, again bool
-	if e.Kind == wsauth.EventConnected {
-		if r := f.restart.Load(); r == 0 || e.Time.UnixNano() < r {
-			initial = countKind(l.events, wsauth.EventConnected, 0) == 1
-		} else {
-			again = countKind(l.events, wsauth.EventConnected, r) == 1
-		}
+	switch r := f.restart.Load(); {
+	case e.Kind == wsauth.EventConnected && (r == 0 || e.Time.UnixNano() < r):
+		initial = countKind(l.events, wsauth.EventConnected, 0) == 1
+	case e.Kind == wsauth.EventConnected || e.Kind == wsauth.EventRotated:
+		// Back after the restart: a reconnection, or a rotation after a
+		// going_away notice.
+		again = countKind(l.events, wsauth.EventConnected, r)+countKind(l.events, wsauth.EventRotated, r) == 1
 	}
 	l.mu.Unlock()
 	if initial {
@@ -212,8 +213,8 @@ func countKind(evs []wsauth.Event, kind wsauth.EventKind, since int64) int {
 // count as reconnections.
 func (f *fleet) markRestart(at time.Time) { f.restart.Store(at.UnixNano()) }
 
-// waitReconnected waits until every client has connected again after the
-// restart, a client stops, or timeout passes.
+// waitReconnected waits until every client has connected again (or
+// rotated) after the restart, a client stops, or timeout passes.
 func (f *fleet) waitReconnected(ctx context.Context, timeout time.Duration) error {
 	tm := time.NewTimer(timeout)
 	defer tm.Stop()

@@ -119,6 +119,16 @@ func (p *serverProc) report(timeout time.Duration) (*records, error) {
 	return m.Records, nil
 }
 
+// goingAway makes the server send going_away on every connection and
+// returns on how many it was delivered.
+func (p *serverProc) goingAway(timeout time.Duration) (int, error) {
+	if _, err := io.WriteString(p.stdin, "going_away\n"); err != nil {
+		return 0, p.failure(err)
+	}
+	m, err := p.expect("going_away", timeout)
+	return m.N, err
+}
+
 // stop stops the server gracefully (SIGTERM, or the end of its stdin
 // where there is no SIGTERM) and waits for it to exit.
 func (p *serverProc) stop(timeout time.Duration) error {

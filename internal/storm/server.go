@@ -23,7 +23,7 @@ import (
 // with a hidden subcommand, so that it can be killed and started again
 // like the real thing: "storm _server ADDR". The child speaks JSON lines
 // on stdout (ready, records, stopped, error) and takes commands on stdin
-// ("report"); SIGTERM or the end of stdin is a graceful stop, as
+// ("report", "going_away": Server.GoingAway on every connection); SIGTERM or the end of stdin is a graceful stop, as
 // `wsauth serve` does it: every WebSocket closed with 1001, then
 // http.Server.Shutdown. SIGKILL is the abrupt one.
 
@@ -46,7 +46,9 @@ type msg struct {
 	// clock two processes share.
 	At      int64    `json:"at,omitempty"`
 	Records *records `json:"records,omitempty"`
-	Err     string   `json:"err,omitempty"`
+	// N is on how many connections the going_away notice was delivered.
+	N   int    `json:"n,omitempty"`
+	Err string `json:"err,omitempty"`
 }
 
 // records is what one server instance saw, times in Unix nanoseconds.
@@ -188,8 +190,12 @@ loop:
 	for {
 		select {
 		case cmd := <-cmds:
-			if cmd == "report" {
+			switch cmd {
+			case "report":
 				emit(msg{Kind: "records", Records: rec.snapshot(srv.Stats())})
+			case "going_away":
+				at := time.Now().UnixNano()
+				emit(msg{Kind: "going_away", At: at, N: srv.GoingAway("storm")})
 			}
 		case <-gone:
 			break loop

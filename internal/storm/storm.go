@@ -40,6 +40,9 @@ type config struct {
 const (
 	stopGraceful = "graceful" // SIGTERM: every WebSocket closed 1001, then Shutdown
 	stopKill     = "kill"     // SIGKILL: the sockets just end
+	// stopGoingAway is no stop: the server sends going_away on every
+	// connection and stays up, and the clients move to new connections.
+	stopGoingAway = "going-away"
 )
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -54,7 +57,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.down, "down", 2*time.Second, "how long the server stays down between the old one's exit and the new one's start")
 	fs.DurationVar(&c.stableAfter, "stable-after", 0, "the clients' ReconnectPolicy.StableAfter, also how long the connections are up before the restart; 0: the default, 10s")
 	fs.IntVar(&c.parallel, "parallel", 64, "first connections in flight at once while the fleet connects")
-	stops := fs.String("stop", stopGraceful+","+stopKill, "how the server is stopped: graceful (SIGTERM, close 1001), kill (SIGKILL), or both")
+	stops := fs.String("stop", stopGraceful+","+stopKill+","+stopGoingAway,
+		"comma-separated: graceful (SIGTERM, close 1001), kill (SIGKILL), going-away (the going_away notice, the server stays up)")
 	fs.DurationVar(&c.timeout, "timeout", 3*time.Minute, "how long every step (connecting, reconnecting) may take before the run fails")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./internal/storm [flags]")
@@ -81,11 +85,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	for s := range strings.SplitSeq(*stops, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case stopGraceful, stopKill:
+		case stopGraceful, stopKill, stopGoingAway:
 			c.stops = append(c.stops, s)
 		case "":
 		default:
-			return nil, fmt.Errorf("--stop: unknown %q (have graceful, kill)", s)
+			return nil, fmt.Errorf("--stop: unknown %q (have graceful, kill, going-away)", s)
 		}
 	}
 	switch {
@@ -183,7 +187,7 @@ func storms(ctx context.Context, cfg *config, stderr io.Writer) (*report, error)
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s stop: %w", pol.name, stop, err)
 			}
-			fmt.Fprintf(stderr, "storm:   all reconnected after %s, peak %d reconnects per 100ms\n", r.AllReconnected.Round(time.Millisecond), r.PeakReconnects)
+			fmt.Fprintf(stderr, "storm:   all back after %s, peak %d reconnections per 100ms\n", r.AllReconnected.Round(time.Millisecond), r.PeakReconnects)
 			rep.Runs = append(rep.Runs, r)
 			n++
 		}
@@ -253,6 +257,15 @@ func (s *storm) do(ctx context.Context, pol policy, stop string) (res *result, e
 	res = &result{Policy: pol.name, Stop: stop}
 	t0 := time.Now()
 	f.markRestart(t0)
+	if stop == stopGoingAway {
+		srv := old
+		if n, err := srv.goingAway(timeout); err != nil {
+			return nil, err
+		} else if n != s.cfg.clients {
+			return nil, fmt.Errorf("going_away delivered on %d of %d connections", n, s.cfg.clients)
+		}
+		return s.finish(ctx, res, t0, f, srv, func() { old = nil })
+	}
 	switch stop {
 	case stopGraceful:
 		err = old.stop(timeout)
@@ -277,6 +290,14 @@ func (s *storm) do(ctx context.Context, pol policy, stop string) (res *result, e
 		}
 	}()
 	res.Up = up.Sub(t0)
+	return s.finish(ctx, res, t0, f, srv, func() { srv = nil })
+}
+
+// finish waits for every client to be back on srv, collects the records,
+// closes the fleet and stops srv; stopped tells the caller that srv is
+// no longer its to kill.
+func (s *storm) finish(ctx context.Context, res *result, t0 time.Time, f *fleet, srv *serverProc, stopped func()) (*result, error) {
+	timeout := s.cfg.timeout
 	if err := f.waitReconnected(ctx, timeout); err != nil {
 		return nil, err
 	}
@@ -287,9 +308,8 @@ func (s *storm) do(ctx context.Context, pol policy, stop string) (res *result, e
 	logs := f.snapshot()
 	res.Offered, res.OfferedTwice = f.offered.counts()
 	f.close()
-	err = srv.stop(timeout)
-	srv = nil
-	if err != nil {
+	stopped()
+	if err := srv.stop(timeout); err != nil {
 		return nil, err
 	}
 	analyze(res, t0, logs, rec)
@@ -328,8 +348,13 @@ func writeTable(w io.Writer, rep *report) {
 	row("", func(r *result) string { return r.Policy })
 	row("server stop", func(r *result) string { return r.Stop })
 	row("close code seen", func(r *result) string { return codes(r.DropCodes) })
-	row("new server listening at", func(r *result) string { return ms(r.Up) })
-	row("all reconnected at", func(r *result) string { return ms(r.AllReconnected) })
+	row("new server listening at", func(r *result) string {
+		if r.Stop == stopGoingAway {
+			return "(stays up)"
+		}
+		return ms(r.Up)
+	})
+	row("all back at", func(r *result) string { return ms(r.AllReconnected) })
 	row("p50 reconnect", func(r *result) string { return ms(r.P50) })
 	row("p99 reconnect", func(r *result) string { return ms(r.P99) })
 	row("peak reconnects /100ms", func(r *result) string { return fmt.Sprint(r.PeakReconnects) })
@@ -341,12 +366,16 @@ func writeTable(w io.Writer, rep *report) {
 	row("tickets offered twice", func(r *result) string { return fmt.Sprint(r.OfferedTwice) })
 	row("invalid-ticket refusals", func(r *result) string { return fmt.Sprint(r.InvalidTickets) })
 	tw.Flush()
-	fmt.Fprintln(w, "\ntimes are since the restart (the stop signal); a reconnect is a client's first EventConnected after it")
+	fmt.Fprintln(w, "\ntimes are since the restart (the stop signal, or the going_away notice); a reconnect is a client's first")
+	fmt.Fprintln(w, "EventConnected after it (EventRotated after going_away); attempts count EventConnecting, which a rotation has not")
 }
 
 // codes renders the close codes the clients saw, "none" for a connection
 // that ended without a close frame.
 func codes(m map[int]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
 	var parts []string
 	for code, n := range m {
 		name := fmt.Sprint(code)

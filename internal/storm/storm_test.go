@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 // TestQuickStorm runs the quick storm with 100 clients, both policies and
-// both ways of stopping the server, and checks what must hold whatever
+// both ways of stopping the server, and the going_away notice, and checks what must hold whatever
 // the machine's speed. How much lower the jitter run's peak is depends on
 // how fast a loaded machine serves the herd, so the test checks the
 // structure behind it instead: without jitter every client waits the same
@@ -44,7 +44,7 @@ func TestQuickStorm(t *testing.T) {
 	var progress bytes.Buffer
 	rep, err := storms(ctx, cfg, &progress)
 	require.NoError(t, err, progress.String())
-	require.Len(t, rep.Runs, 4)
+	require.Len(t, rep.Runs, 6)
 
 	for _, r := range rep.Runs {
 		name := r.Policy + ", " + r.Stop
@@ -66,12 +66,18 @@ func TestQuickStorm(t *testing.T) {
 		require.Zero(t, r.InvalidTickets, name)
 		require.GreaterOrEqual(t, r.Offered, 200, "%s: a ticket for every connection", name)
 
-		// Every client saw the restart as the server made it.
-		want := 1001
-		if r.Stop == stopKill {
-			want = 0
+		// Every client saw the restart as the server made it; after a
+		// going_away notice none lost its connection.
+		switch r.Stop {
+		case stopGraceful:
+			require.Equal(t, map[int]int{1001: 100}, r.DropCodes, name)
+		case stopKill:
+			require.Equal(t, map[int]int{0: 100}, r.DropCodes, name)
+		case stopGoingAway:
+			require.Empty(t, r.DropCodes, name)
+			require.Zero(t, r.Attempts, name)
+			continue
 		}
-		require.Equal(t, map[int]int{want: 100}, r.DropCodes, name)
 
 		require.Len(t, r.Delays, 100, name)
 		switch r.Policy {
@@ -107,7 +113,7 @@ func TestQuickStorm(t *testing.T) {
 		require.NoError(t, err)
 	}
 	s := string(b)
-	for _, want := range []string{"Server stopped gracefully", "Server killed", "full jitter: reconnections", "no jitter: ticket-endpoint requests", "seconds since the restart"} {
+	for _, want := range []string{"Server stopped gracefully", "Server killed", "full jitter: reconnections", "no jitter: ticket-endpoint requests", "clients rotate", "seconds since the restart"} {
 		require.True(t, strings.Contains(s, want), want)
 	}
 	var table bytes.Buffer
@@ -123,6 +129,10 @@ func TestFlags(t *testing.T) {
 	require.Equal(t, time.Second, c.down)
 	require.Equal(t, time.Second, c.stableAfter)
 	require.Equal(t, []string{stopKill}, c.stops)
+	c, err = parseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, []string{stopGraceful, stopKill, stopGoingAway}, c.stops)
+	require.Equal(t, 5000, c.clients)
 	_, err = parseFlags([]string{"--stop", "gently"}, io.Discard)
 	require.Error(t, err)
 	_, err = parseFlags([]string{"--clients", "0"}, io.Discard)
